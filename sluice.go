@@ -62,15 +62,15 @@ const (
 // UsageRecord is the ledger's row: exactly one per data-plane request.
 // Money is integer micro-dollars (1 USD = 1,000,000).
 type UsageRecord struct {
-	RequestID        string        // unique; inserts are idempotent on it
-	Time             time.Time     // when the request arrived (UTC)
-	KeyID            string        // empty when the caller was not authenticated
-	Team             string        // the key's team
-	User             string        // optional end user (OpenAI `user` field)
-	Endpoint         string        // the Sluice endpoint named by `model`
-	API              API           // chat, completions or embeddings
-	Upstream         string        // configured upstream that served it
-	UpstreamModel    string        // the model name the upstream reported
+	RequestID        string    // unique; inserts are idempotent on it
+	Time             time.Time // when the request arrived (UTC)
+	KeyID            string    // empty when the caller was not authenticated
+	Team             string    // the key's team
+	User             string    // optional end user (OpenAI `user` field)
+	Endpoint         string    // the Sluice endpoint named by `model`
+	API              API       // chat, completions or embeddings
+	Upstream         string    // configured upstream that served it
+	UpstreamModel    string    // the model name the upstream reported
 	PromptTokens     int64
 	CompletionTokens int64
 	TotalTokens      int64
@@ -92,7 +92,7 @@ type Key struct {
 	Name      string
 	Team      string
 	Admin     bool
-	Endpoints []string // empty means every endpoint
+	Endpoints []string  // empty means every endpoint
 	ExpiresAt time.Time // zero means never
 	CreatedAt time.Time
 	RevokedAt time.Time // zero means active
