@@ -1,0 +1,75 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"time"
+
+	"github.com/sluice-gateway/sluice/auth"
+	"github.com/sluice-gateway/sluice/config"
+	"github.com/sluice-gateway/sluice/server"
+)
+
+func runServe(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	path := configFlag(fs)
+	listen := fs.String("listen", "", "override the config's listen address")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, from, err := loadConfig(*path)
+	if err != nil {
+		return err
+	}
+	if *listen != "" {
+		cfg.Listen = *listen
+	}
+	log := newLogger(cfg.Log)
+	srv, err := server.New(ctx, cfg, server.Options{Logger: log})
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	if err := firstKey(ctx, srv); err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return err
+	}
+	log.Info("sluice serving", "addr", ln.Addr().String(), "config", from, "ledger", ledgerKind(cfg.Ledger.DSN),
+		"endpoints", len(cfg.Endpoints), "version", version())
+	return srv.Serve(ctx, ln)
+}
+
+// firstKey creates and prints an admin key when the store has none, so a
+// new install can be used at once. It is shown this once only.
+func firstKey(ctx context.Context, srv *server.Server) error {
+	ks, err := srv.Store().Keys(ctx)
+	if err != nil || len(ks) > 0 {
+		return err
+	}
+	secret, k, err := auth.NewKey("admin", "first admin key", true, nil, time.Time{}, time.Now())
+	if err != nil {
+		return err
+	}
+	if err := srv.Store().CreateKey(ctx, k); err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "\nFirst start: created an admin key (team %q, id %s). It is shown only now; keep it safe:\n\n    %s\n\n", k.Team, k.ID, secret)
+	return nil
+}
+
+func newLogger(c config.Log) *slog.Logger {
+	var level slog.Level
+	level.UnmarshalText([]byte(c.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Format == "text" {
+		return slog.New(slog.NewTextHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+}

@@ -1,0 +1,69 @@
+package server
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/sluice-gateway/sluice"
+	"github.com/sluice-gateway/sluice/apierr"
+)
+
+// routes is the one place the HTTP surface is put together.
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	p := s.proxy
+	mux.Handle("POST /v1/chat/completions", p.Handler(sluice.APIChat))
+	mux.Handle("POST /v1/completions", p.Handler(sluice.APICompletions))
+	mux.Handle("POST /v1/embeddings", p.Handler(sluice.APIEmbeddings))
+	mux.Handle("GET /v1/models", p.Models())
+	mux.Handle("GET /v1/models/{model}", p.Models())
+
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{Registry: s.reg}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", s.readyz)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		apierr.WriteOpenAI(w, apierr.NotFound("", "unknown_url", "Unknown request URL: %s %s.", r.Method, r.URL.Path))
+	})
+	return recoverer(s, mux)
+}
+
+// readyz answers 200 while the server accepts work and its store answers.
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain")
+	if s.draining.Load() {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		w.Write([]byte("draining\n"))
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if _, err := s.store.Usage(ctx, "readyz-probe"); err != nil && err != sluice.ErrNotFound {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		w.Write([]byte("store unavailable\n"))
+		return
+	}
+	w.Write([]byte("ready\n"))
+}
+
+// recoverer turns a panicking handler into a 500 and a log line, except for
+// http.ErrAbortHandler, which cuts a response on purpose.
+func recoverer(s *Server, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				s.log.Error("handler panic", "panic", v, "path", r.URL.Path)
+				panic(http.ErrAbortHandler)
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}

@@ -1,0 +1,224 @@
+// Package server assembles a running Sluice from its configuration: the
+// store, the ledger writer, key authentication, the upstreams and
+// endpoints, the HTTP routes, and graceful shutdown.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/sluice-gateway/sluice"
+	"github.com/sluice-gateway/sluice/auth"
+	"github.com/sluice-gateway/sluice/config"
+	"github.com/sluice-gateway/sluice/ledger"
+	"github.com/sluice-gateway/sluice/metrics"
+	"github.com/sluice-gateway/sluice/pricing"
+	"github.com/sluice-gateway/sluice/proxy"
+	"github.com/sluice-gateway/sluice/store"
+	"github.com/sluice-gateway/sluice/store/sqlite"
+	"github.com/sluice-gateway/sluice/usage"
+)
+
+// Server is one running Sluice process.
+type Server struct {
+	cfg     *config.Config
+	log     *slog.Logger
+	store   sluice.Store
+	ledger  *ledger.Writer
+	auth    *auth.Authenticator
+	proxy   *proxy.Proxy
+	reg     *prometheus.Registry
+	handler http.Handler
+
+	draining atomic.Bool
+	cancel   context.CancelFunc
+}
+
+// Options are the parts of a Server that come from outside the config.
+type Options struct {
+	Logger *slog.Logger
+	Now    func() time.Time
+}
+
+// New opens the store and builds the gateway described by cfg.
+func New(ctx context.Context, cfg *config.Config, o Options) (*Server, error) {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	st, err := store.Open(ctx, cfg.Ledger.DSN, sqlite.Options{Synchronous: cfg.Ledger.Synchronous})
+	if err != nil {
+		return nil, fmt.Errorf("open ledger %s: %w", redactDSN(cfg.Ledger.DSN), err)
+	}
+	s := &Server{cfg: cfg, log: o.Logger, store: st, reg: prometheus.NewRegistry()}
+	if err := s.build(ctx, o); err != nil {
+		st.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Server) build(ctx context.Context, o Options) error {
+	cfg := s.cfg
+	catalog, err := Catalog(cfg)
+	if err != nil {
+		return err
+	}
+	var m *metrics.Metrics
+	s.ledger = ledger.New(s.store, ledger.Options{
+		MaxBatch: cfg.Ledger.MaxBatch,
+		Logger:   s.log,
+		OnError:  func(err error) { m.LedgerError(err) },
+	})
+	m = metrics.New(s.reg, s.ledger.QueueDepth)
+	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	s.auth, err = auth.New(ctx, s.store, auth.Options{Logger: s.log, Now: o.Now})
+	if err != nil {
+		s.ledger.Close(ctx)
+		return fmt.Errorf("load keys: %w", err)
+	}
+	counter := &usage.Counter{}
+	eps, err := Endpoints(cfg, catalog, s.log)
+	if err != nil {
+		s.ledger.Close(ctx)
+		return err
+	}
+	s.proxy = proxy.New(proxy.Options{
+		Auth:               s.auth,
+		Ledger:             s.ledger,
+		Counter:            counter,
+		Catalog:            catalog,
+		Logger:             s.log,
+		Now:                o.Now,
+		MaxBodyBytes:       cfg.Server.MaxBodyBytes,
+		BodyReadTimeout:    cfg.Server.BodyReadTimeout.D(),
+		StreamWriteTimeout: cfg.Server.StreamWriteTimeout.D(),
+		Observe:            m.Observe,
+		CommitWait:         m.CommitWait,
+	}, eps)
+	s.handler = s.routes()
+	return nil
+}
+
+// Catalog returns the price catalog cfg selects: the built-in one with the
+// operator's DBU rate and overrides.
+func Catalog(cfg *config.Config) (*pricing.Catalog, error) {
+	c := pricing.Default()
+	var err error
+	if cfg.Prices.USDPerDBU != "" {
+		rate, perr := pricing.ParseUSD(cfg.Prices.USDPerDBU)
+		if perr != nil {
+			return nil, fmt.Errorf("prices.usd_per_dbu: %w", perr)
+		}
+		if c, err = c.WithDBURate(int64(rate)); err != nil {
+			return nil, err
+		}
+	}
+	if len(cfg.Prices.Overrides) > 0 {
+		ovs := make([]pricing.Override, len(cfg.Prices.Overrides))
+		for i, o := range cfg.Prices.Overrides {
+			ovs[i] = pricing.Override{Provider: o.Provider, Model: o.Model, Input: o.Input, Output: o.Output}
+		}
+		if c, err = c.WithOverrides(c.Version()+"+config", ovs); err != nil {
+			return nil, fmt.Errorf("prices.overrides: %w", err)
+		}
+	}
+	return c, nil
+}
+
+// Handler is the server's whole HTTP surface.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Store is the server's store.
+func (s *Server) Store() sluice.Store { return s.store }
+
+// Registry is the server's metrics registry.
+func (s *Server) Registry() *prometheus.Registry { return s.reg }
+
+// Serve serves on ln until ctx ends, then shuts down gracefully: new
+// connections stop, requests and streams in flight get the configured grace
+// period to finish, and the ledger is flushed before Serve returns.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s.cancel = cancel
+	go s.auth.Run(bg)
+	srv := &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: s.cfg.Server.ReadHeaderTimeout.D(),
+		IdleTimeout:       s.cfg.Server.IdleTimeout.D(),
+		MaxHeaderBytes:    s.cfg.Server.MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		BaseContext:       func(net.Listener) context.Context { return bg },
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	var serveErr error
+	select {
+	case serveErr = <-errc:
+	case <-ctx.Done():
+	}
+	s.draining.Store(true)
+	s.log.Info("shutting down", "grace", s.cfg.Server.ShutdownGrace.D().String())
+	sctx, scancel := context.WithTimeout(context.Background(), s.cfg.Server.ShutdownGrace.D())
+	defer scancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		s.log.Warn("grace period over; closing remaining connections", "err", err)
+		srv.Close()
+	}
+	cancel()
+	if errors.Is(serveErr, http.ErrServerClosed) {
+		serveErr = nil
+	}
+	return serveErr
+}
+
+// Close flushes the ledger and closes the store.
+func (s *Server) Close() error {
+	if s.cancel != nil {
+		s.cancel()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	lerr := s.ledger.Close(ctx)
+	serr := s.store.Close()
+	return errors.Join(lerr, serr)
+}
+
+func redactDSN(dsn string) string {
+	if i := indexAt(dsn); i >= 0 {
+		if j := indexScheme(dsn); j >= 0 && j < i {
+			return dsn[:j] + "***" + dsn[i:]
+		}
+	}
+	return dsn
+}
+
+func indexAt(s string) int {
+	for i := len(s) - 1; i >= 0; i-- {
+		if s[i] == '@' {
+			return i
+		}
+	}
+	return -1
+}
+
+func indexScheme(s string) int {
+	for i := 0; i+2 < len(s); i++ {
+		if s[i] == ':' && s[i+1] == '/' && s[i+2] == '/' {
+			return i + 3
+		}
+	}
+	return -1
+}
