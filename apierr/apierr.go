@@ -55,7 +55,7 @@ func BadRequest(param, code, format string, a ...any) *Error {
 // Unauthorized is the single answer to every unusable key.
 func Unauthorized() *Error {
 	return &Error{Status: 401, Type: "invalid_request_error", Code: "invalid_api_key",
-		Msg: "Incorrect or missing API key. Pass a Sluice key as 'Authorization: Bearer sk-sluice-...' or in the 'api-key' header.",
+		Msg:   "Incorrect or missing API key. Pass a Sluice key as 'Authorization: Bearer sk-sluice-...' or in the 'api-key' header.",
 		Class: sluice.ErrClassAuthentication}
 }
 
