@@ -121,8 +121,10 @@ func (l *fakeListener) Accept() (net.Conn, error) {
 	}
 }
 
-func (l *fakeListener) Close() error   { close(l.closed); return nil }
-func (l *fakeListener) Addr() net.Addr { return &net.TCPAddr{IP: net.ParseIP("::ffff:127.0.0.1"), Port: 1} }
+func (l *fakeListener) Close() error { close(l.closed); return nil }
+func (l *fakeListener) Addr() net.Addr {
+	return &net.TCPAddr{IP: net.ParseIP("::ffff:127.0.0.1"), Port: 1}
+}
 
 // dial queues a connection from remote and returns the client's end.
 func (l *fakeListener) dial(remote string) net.Conn {
