@@ -223,7 +223,7 @@ func (t *Transport) dialContext(ctx context.Context, network, address string) (n
 // literal resolves to itself.
 func (t *Transport) resolve(ctx context.Context, network, host string) ([]netip.Addr, error) {
 	if a, err := netip.ParseAddr(host); err == nil {
-		return []netip.Addr{a}, nil
+		return []netip.Addr{a.Unmap()}, nil
 	}
 	ipNet := "ip"
 	switch network {
