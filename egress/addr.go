@@ -103,7 +103,29 @@ var (
 		{netip.MustParsePrefix("100::/64"), Reserved},
 	}
 	globalUnicast6 = netip.MustParsePrefix("2000::/3")
+
+	// index4 and index6 hold, for each value of an address's first byte,
+	// the table entries that can contain it, in table order.
+	index4 = indexByFirstByte(table4, false)
+	index6 = indexByFirstByte(table6, true)
 )
+
+func indexByFirstByte(t []rangeClass, v6 bool) (idx [256][]rangeClass) {
+	for b := range 256 {
+		var block netip.Prefix
+		if v6 {
+			block = netip.PrefixFrom(netip.AddrFrom16([16]byte{byte(b)}), 8)
+		} else {
+			block = netip.PrefixFrom(netip.AddrFrom4([4]byte{byte(b)}), 8)
+		}
+		for _, r := range t {
+			if r.p.Overlaps(block) {
+				idx[b] = append(idx[b], r)
+			}
+		}
+	}
+	return idx
+}
 
 // Classify reports what kind of destination a is.
 //
@@ -122,12 +144,13 @@ func Classify(a netip.Addr) Class {
 		a = v4
 	}
 	if a.Is4() {
-		return lookup(table4, a, Public)
+		return lookup(index4[a.As4()[0]], a, Public)
 	}
+	t := index6[a.As16()[0]]
 	if !globalUnicast6.Contains(a) {
-		return lookup(table6, a, Reserved)
+		return lookup(t, a, Reserved)
 	}
-	return lookup(table6, a, Public)
+	return lookup(t, a, Public)
 }
 
 func lookup(t []rangeClass, a netip.Addr, def Class) Class {

@@ -216,11 +216,11 @@ func (p *Policy) hostAllowed(host string) bool {
 	if host == "" {
 		return false
 	}
-	ip, ipErr := netip.ParseAddr(host)
+	ip, isIP := parseIP(host)
 	for _, pat := range p.PublicHosts {
 		pat = strings.TrimSuffix(pat, ".")
-		if ipErr == nil {
-			if pa, err := netip.ParseAddr(pat); err == nil && pa.Unmap() == ip.Unmap() {
+		if isIP {
+			if pa, ok := parseIP(pat); ok && pa.Unmap() == ip.Unmap() {
 				return true
 			}
 			continue
@@ -237,4 +237,14 @@ func (p *Policy) hostAllowed(host string) bool {
 		}
 	}
 	return false
+}
+
+// parseIP parses s if it can be an IP literal, without paying for
+// netip.ParseAddr's error on ordinary host names.
+func parseIP(s string) (netip.Addr, bool) {
+	if s == "" || !strings.Contains(s, ":") && (s[len(s)-1] < '0' || s[len(s)-1] > '9') {
+		return netip.Addr{}, false
+	}
+	a, err := netip.ParseAddr(s)
+	return a, err == nil
 }
