@@ -110,6 +110,8 @@ func start(ctx context.Context, o Options) (_ *env, err error) {
 	if err := waitReady(ctx, e.gw, 30*time.Second, httpReady("http://"+e.gwAddr+"/healthz")); err != nil {
 		return e, err
 	}
+	e.progress("simulator pid %d on %s; gateway pid %d on %s; files in %s",
+		e.sim.pid(), e.simAddr, e.gw.pid(), e.gwAddr, dir)
 	return e, nil
 }
 
