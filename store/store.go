@@ -1,0 +1,30 @@
+// Package store opens the sluice.Store a DSN names: PostgreSQL for
+// postgres:// and postgresql:// URLs, a SQLite file for anything else.
+//
+//	st, err := store.Open(ctx, cfg.Database, sqlite.Options{Synchronous: sqlite.SyncFull})
+package store
+
+import (
+	"context"
+	"strings"
+
+	"github.com/sluice-gateway/sluice"
+	"github.com/sluice-gateway/sluice/store/postgres"
+	"github.com/sluice-gateway/sluice/store/sqlite"
+)
+
+// Open opens the store named by dsn. A postgres:// or postgresql:// URL
+// selects PostgreSQL; anything else is the path of a SQLite database file,
+// opened with opts (which PostgreSQL ignores).
+func Open(ctx context.Context, dsn string, opts sqlite.Options) (sluice.Store, error) {
+	if IsPostgres(dsn) {
+		return postgres.Open(ctx, dsn)
+	}
+	return sqlite.Open(dsn, opts)
+}
+
+// IsPostgres reports whether dsn names a PostgreSQL database.
+func IsPostgres(dsn string) bool {
+	lower := strings.ToLower(dsn)
+	return strings.HasPrefix(lower, "postgres://") || strings.HasPrefix(lower, "postgresql://")
+}
