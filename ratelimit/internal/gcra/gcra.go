@@ -17,8 +17,9 @@ const (
 	// Window is the rate-limit period in milliseconds.
 	Window = 60_000
 	// MaxLevel caps a level (an overage can push it past the limit) so
-	// that it stays exact as a Lua number.
-	MaxLevel = 1 << 53
+	// that it, and every product and sum the Lua script forms from it,
+	// stays below 2^53 and exact as a Lua number.
+	MaxLevel = 1 << 52
 )
 
 // Drain returns level after elapsed milliseconds at limit per Window. An
@@ -46,7 +47,7 @@ func Need(level, limit, units int64) int64 {
 	if units > limit {
 		return -1
 	}
-	over := level + units*Window - limit*Window
+	over := level - (limit-units)*Window
 	if over <= 0 {
 		return 0
 	}

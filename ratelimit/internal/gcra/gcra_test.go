@@ -33,7 +33,7 @@ func TestNeed(t *testing.T) {
 		{180_000, 3, 1, 20_000},
 		{180_000, 7, 1, 0},
 		{420_000, 7, 1, 8572},         // 60000/7 rounded up
-		{MaxLevel, 1e11, 1e11, 90072}, // ceil(2^53 / 1e11)
+		{MaxLevel, 1e11, 1e11, 45036}, // ceil(2^52 / 1e11)
 		{5, 0, 1e11, 0},               // unlimited
 	} {
 		if got := Need(tc.level, tc.limit, tc.units); got != tc.want {
