@@ -15,7 +15,9 @@
 // instead: tests use that to inject a clock, and a fleet with synchronised
 // clocks may use it too, but a replica whose clock runs ahead drains
 // buckets early and lets more through. A clock stepping backwards never
-// refills a bucket. Either way, key expiry uses the server's clock.
+// refills a bucket. Either way keys expire on the server's clock, a minute
+// after their bucket has drained, so a caller clock lagging the server's
+// by up to a minute loses no state.
 //
 // # Redis Cluster
 //

@@ -111,10 +111,11 @@ func TestServerClockAndTTL(t *testing.T) {
 	if err != nil || !d.Allowed || d.RemainingRequests != 1 || d.RemainingTokens != 500 {
 		t.Fatalf("Admit: %+v, %v", d, err)
 	}
-	// Requests drain in 30 s, tokens in 30 s: the key expires within 30 s.
+	// Requests and tokens drain in 30 s: the key expires after that and
+	// the slack.
 	ttl, err := c.PTTL(ctx, prefix+"key:a").Result()
-	if err != nil || ttl <= 25*time.Second || ttl > 30*time.Second {
-		t.Errorf("PTTL = %v, %v; want just under 30s", ttl, err)
+	if want := 30*time.Second + expirySlack; err != nil || ttl <= want-5*time.Second || ttl > want {
+		t.Errorf("PTTL = %v, %v; want just under %v", ttl, err, want)
 	}
 	if d, _ := l.Admit(ctx, r); d.Allowed != true || d.RemainingRequests != 0 {
 		t.Errorf("second Admit: %+v", d)
@@ -183,6 +184,7 @@ func TestUnavailable(t *testing.T) {
 // the Go arithmetic it mirrors.
 func TestScriptsMirrorGCRA(t *testing.T) {
 	for _, want := range []string{
+		"local SLACK = " + strconv.FormatInt(expirySlack.Milliseconds(), 10) + " ",
 		"local W = " + strconv.Itoa(gcra.Window) + "\n",
 		"local MAXLEVEL = " + strconv.FormatInt(gcra.MaxLevel, 10) + " ",
 	} {

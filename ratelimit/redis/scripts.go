@@ -3,6 +3,7 @@ package redis
 import (
 	"crypto/sha1"
 	"encoding/hex"
+	"time"
 )
 
 // The scripts mirror ratelimit/internal/gcra line for line; keep them in
@@ -12,6 +13,7 @@ import (
 const common = `
 local W = 60000
 local MAXLEVEL = 4503599627370496 -- 2^52
+local SLACK = 60000 -- expire a minute after draining, see expirySlack
 
 local function ceildiv(a, b)
   if a <= 0 then return 0 end
@@ -79,7 +81,7 @@ local function store(i, rpm, tpm)
     return
   end
   redis.call('HSET', KEYS[i], 'a', s.at, 'r', s.nr, 't', s.nt)
-  redis.call('PEXPIRE', KEYS[i], ttl(s.nr, rpm, s.nt, tpm))
+  redis.call('PEXPIRE', KEYS[i], ttl(s.nr, rpm, s.nt, tpm) + SLACK)
 end
 `
 
@@ -125,6 +127,14 @@ for i = 1, #KEYS do
 end
 return 0
 `
+
+// expirySlack is how long after draining a bucket's key expires. Expiry
+// runs on the Redis server's clock while the levels may run on the
+// caller's (Options.Now); the slack keeps a caller clock that lags the
+// server's by up to a minute from losing a bucket that is not yet empty to
+// it. An expired key is always an empty bucket, so the slack only costs
+// memory.
+const expirySlack = time.Minute
 
 // script is Lua source and its SHA-1, for EVALSHA.
 type script struct{ src, sha string }
