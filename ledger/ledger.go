@@ -56,6 +56,9 @@ type Options struct {
 	// it doubles with each further failure up to 64 times its value. Zero
 	// means 100ms.
 	RetryBackoff time.Duration
+	// WriteTimeout bounds each write attempt, so that a connection that
+	// hangs is given up on and the batch retried. Zero means 30s.
+	WriteTimeout time.Duration
 	// Now returns the current time, for OnCommit's wait. Nil means time.Now.
 	Now func() time.Time
 }
@@ -78,6 +81,7 @@ type Writer struct {
 	onCommit func(int, time.Duration)
 	onError  func(error)
 	backoff  time.Duration
+	timeout  time.Duration
 	now      func() time.Time
 
 	mu     sync.Mutex
@@ -102,6 +106,7 @@ func New(store sluice.UsageStore, opts Options) *Writer {
 		onCommit: opts.OnCommit,
 		onError:  opts.OnError,
 		backoff:  opts.RetryBackoff,
+		timeout:  opts.WriteTimeout,
 		now:      opts.Now,
 		wake:     make(chan struct{}, 1),
 		done:     make(chan struct{}),
@@ -114,6 +119,9 @@ func New(store sluice.UsageStore, opts Options) *Writer {
 	}
 	if w.backoff <= 0 {
 		w.backoff = 100 * time.Millisecond
+	}
+	if w.timeout <= 0 {
+		w.timeout = 30 * time.Second
 	}
 	if w.now == nil {
 		w.now = time.Now
@@ -239,7 +247,9 @@ func (w *Writer) run() {
 func (w *Writer) write(b *batch) bool {
 	delay := w.backoff
 	for attempt := 1; ; attempt++ {
-		err := w.store.InsertUsage(w.ctx, b.recs)
+		ctx, cancel := context.WithTimeout(w.ctx, w.timeout)
+		err := w.store.InsertUsage(ctx, b.recs)
+		cancel()
 		if err == nil {
 			break
 		}

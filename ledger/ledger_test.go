@@ -257,6 +257,31 @@ func TestRetryUntilWritten(t *testing.T) {
 	}
 }
 
+func TestHungWriteIsRetried(t *testing.T) {
+	var calls atomic.Int64
+	st := &fakeStore{hook: func(ctx context.Context, _ []sluice.UsageRecord) error {
+		if calls.Add(1) == 1 {
+			<-ctx.Done() // the first attempt hangs until its deadline
+			return ctx.Err()
+		}
+		return nil
+	}}
+	var reported []error
+	w := New(st, Options{
+		Logger:       quiet,
+		WriteTimeout: time.Millisecond,
+		RetryBackoff: time.Millisecond,
+		OnError:      func(err error) { reported = append(reported, err) },
+	})
+	if err := w.Commit(context.Background(), rec("slow")); err != nil {
+		t.Fatal(err)
+	}
+	mustClose(t, w)
+	if len(reported) != 1 || !errors.Is(reported[0], context.DeadlineExceeded) {
+		t.Errorf("OnError calls = %v, want one deadline exceeded", reported)
+	}
+}
+
 func TestCloseFlushesQueue(t *testing.T) {
 	g := newGate()
 	st := &fakeStore{hook: g.hook}
