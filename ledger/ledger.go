@@ -12,7 +12,7 @@
 //	w := ledger.New(st, ledger.Options{Logger: log})
 //	defer w.Close(ctx)
 //	...
-//	if err := w.Commit(r.Context(), rec); err != nil { ... } // durable unless err != nil
+//	if err := w.Commit(r.Context(), rec); err != nil { ... } // nil: rec is durable
 package ledger
 
 import (
