@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 )
 
 // Built-in detector names.
@@ -52,6 +53,11 @@ type Keyword struct {
 // Pattern is an operator-defined detector that matches a regular
 // expression (RE2 syntax; see regexp/syntax). Several Patterns may share a
 // Detector name.
+//
+// Each pattern is one more pass over the text, and its cost depends on how
+// it starts: Go's regexp skips ahead to a leading literal, so
+// `EMP-[0-9]{6}\b` scans 100 KB in about 10µs, while `\bEMP-[0-9]{6}\b`,
+// which cannot skip, takes about 4ms.
 type Pattern struct {
 	Detector string
 	Expr     string
@@ -311,8 +317,14 @@ func merge(fs []Finding, rank func(string) int) []Finding {
 	return out
 }
 
+// lowerBufs recycles the lower-cased copies keyword matching needs.
+var lowerBufs = sync.Pool{New: func() any { return new([]byte) }}
+
 func (c *Classifier) findKeywords(text []byte, out []Finding) []Finding {
-	lower := lowerASCII(bytes.Clone(text))
+	buf := lowerBufs.Get().(*[]byte)
+	defer lowerBufs.Put(buf)
+	*buf = append((*buf)[:0], text...)
+	lower := lowerASCII(*buf)
 	for _, k := range c.keywords {
 		for _, w := range k.words {
 			for off := 0; off < len(lower); {

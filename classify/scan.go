@@ -94,10 +94,15 @@ var ctab = func() (t [256]uint16) {
 }()
 
 type scanner struct {
-	t           []byte
-	cfg         *scanConfig
-	out         []Finding
-	entropyDone int // the entropy heuristic has judged the token run ending here
+	t   []byte
+	cfg *scanConfig
+	out []Finding
+	// Ends of runs already judged and rejected. A later start inside such
+	// a run sees a suffix of it, which fails the same way, so these keep
+	// inputs like "sk-sk-sk-…" or "eyJ-eyJ-…" linear.
+	entropyDone int
+	jwtDone     int
+	secretDone  [len(secretRules)]int
 }
 
 func scanText(text []byte, cfg *scanConfig, out []Finding) []Finding {
@@ -589,7 +594,7 @@ type secretRule struct {
 	mixed    bool
 }
 
-var secretRules = []secretRule{
+var secretRules = [...]secretRule{
 	{"sk-", kURLSafe, 20, 0, true},              // OpenAI (sk-proj-), Anthropic (sk-ant-), OpenRouter, DeepSeek
 	{"sk_live_", kAlnum, 16, 0, true},           // Stripe
 	{"sk_test_", kAlnum, 16, 0, true},           //
@@ -616,10 +621,10 @@ var secretRules = []secretRule{
 	{"AGE-SECRET-KEY-", kUpDigit, 50, 0, false}, // age
 }
 
-var secretsByFirst = func() (idx [256][]*secretRule) {
-	for i := range secretRules {
-		r := &secretRules[i]
-		idx[r.prefix[0]] = append(idx[r.prefix[0]], r)
+// secretsByFirst indexes secretRules by the first byte of the prefix.
+var secretsByFirst = func() (idx [256][]int) {
+	for i, r := range secretRules {
+		idx[r.prefix[0]] = append(idx[r.prefix[0]], i)
 	}
 	return idx
 }()
@@ -631,8 +636,9 @@ func (s *scanner) secret(i int) int {
 			return e
 		}
 	}
-	for _, r := range secretsByFirst[t[i]] {
-		if !bytes.HasPrefix(t[i:], []byte(r.prefix)) {
+	for _, ri := range secretsByFirst[t[i]] {
+		r := &secretRules[ri]
+		if i < s.secretDone[ri] || !bytes.HasPrefix(t[i:], []byte(r.prefix)) {
 			continue
 		}
 		j := i + len(r.prefix)
@@ -642,13 +648,12 @@ func (s *scanner) secret(i int) int {
 			k++
 		}
 		n := k - j
-		if n < r.min || r.max > 0 && n > r.max {
-			continue
-		}
-		if k < len(t) && ctab[t[k]]&(r.body|kWord) != 0 {
-			continue
-		}
-		if r.mixed && kinds&kAlnum != kAlnum {
+		if n < r.min || r.max > 0 && n > r.max ||
+			k < len(t) && ctab[t[k]]&(r.body|kWord) != 0 ||
+			r.mixed && kinds&kAlnum != kAlnum {
+			if r.max == 0 {
+				s.secretDone[ri] = k
+			}
 			continue
 		}
 		s.add(DetectorSecret, i, k)
@@ -668,10 +673,11 @@ func (s *scanner) jwt(i int) int {
 		}
 		return j
 	}
-	if !bytes.HasPrefix(t[i:], []byte("eyJ")) {
+	if i < s.jwtDone || !bytes.HasPrefix(t[i:], []byte("eyJ")) {
 		return 0
 	}
 	h := seg(i)
+	s.jwtDone = h
 	if h-i < 10 || h+1 >= len(t) || t[h] != '.' || !bytes.HasPrefix(t[h+1:], []byte("eyJ")) {
 		return 0
 	}
@@ -838,7 +844,7 @@ func domainEnd(t []byte, i int) int {
 	for j < len(t) && j-i < 253 {
 		ls := j
 		alpha := true
-		for j < len(t) && ctab[t[j]]&pDomain != 0 {
+		for j < len(t) && ctab[t[j]]&pDomain != 0 && j-ls <= 63 {
 			alpha = alpha && ctab[t[j]]&kAlpha != 0
 			j++
 		}
