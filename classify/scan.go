@@ -226,6 +226,9 @@ func (s *scanner) numeric(i int) int {
 	// Longest first; a shorter match must end where whitespace separates it
 	// from the rest ("555-123-4567 2024"), never inside "1.2.3.4.5".
 	for k := sp.ng; k >= 1; k-- {
+		if int(sp.gstart[k-1])+int(sp.glen[k-1]) < 4 {
+			break // shorter than any number a detector accepts ("1.2.3.4")
+		}
 		end := sp.gend[k-1]
 		if k < sp.ng && sp.sep[k] != ' ' || k == sp.ng && sp.cut && sp.cutSep != ' ' {
 			continue
