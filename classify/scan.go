@@ -143,7 +143,7 @@ func (s *scanner) at(i int) int {
 	c, en := s.t[i], s.cfg.enabled
 	switch c {
 	case '-':
-		if en&bitSecret != 0 {
+		if en&(bitSecret|bitEntropy) != 0 {
 			return s.pem(i)
 		}
 		return 0
@@ -287,9 +287,10 @@ func (sp *numSpan) parse(t []byte, i int) bool {
 		if c != ' ' && c != '-' && c != '.' && c != '(' && c != ')' {
 			break
 		}
-		seps++
+		if seps++; seps > 2 {
+			break
+		}
 		switch {
-		case seps > 2:
 		case c == '(' || c == ')':
 			kind = 'p'
 		case kind == 'p':
@@ -298,9 +299,6 @@ func (sp *numSpan) parse(t []byte, i int) bool {
 			kind = 'x'
 		default:
 			kind = c
-		}
-		if seps > 2 {
-			break
 		}
 	}
 	return sp.ng > 0
@@ -717,7 +715,7 @@ func (s *scanner) pem(i int) int {
 		p := body + e + len("-----END ")
 		if c := bytes.Index(t[p:min(len(t), p+64)], []byte("-----")); c >= 0 {
 			end := i + p + c + 5
-			if private {
+			if private && s.cfg.enabled&bitSecret != 0 {
 				s.add(DetectorSecret, i, end)
 			}
 			// Certificates and public keys are public: skip their base64
@@ -725,7 +723,7 @@ func (s *scanner) pem(i int) int {
 			return end
 		}
 	}
-	if !private {
+	if !private || s.cfg.enabled&bitSecret == 0 {
 		return 0
 	}
 	// No END line: take the lines of base64 (and "Key: value" headers)
