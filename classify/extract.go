@@ -3,6 +3,8 @@ package classify
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
+	"io"
 )
 
 // ExtractText returns the user-visible text of an OpenAI-style chat,
@@ -11,100 +13,105 @@ import (
 // (keys, model names, numbers). JSON escapes are decoded, so "\u0040"
 // cannot hide an '@'.
 //
-// It collects messages[].content (a string, or the "text" of each part),
-// messages[].tool_calls[].function.arguments, prompt, input (strings,
-// arrays of strings, or message items with content), system and
-// instructions. Token-id arrays are skipped.
+// It collects the strings under the top-level fields messages, prompt,
+// input, system and instructions, reached only through array elements and
+// the keys content, text, tool_calls, function and arguments. That covers
+// messages[].content (a string or the "text" of each part),
+// messages[].tool_calls[].function.arguments, prompt and input as strings,
+// arrays of strings or message items, and skips roles, names, image URLs
+// and token-id arrays.
 //
-// A body that is not a JSON object is returned unchanged: scanning too
-// much is safer than scanning nothing.
+// A body that is not a valid JSON object is returned unchanged: scanning
+// too much is safer than scanning nothing.
 func ExtractText(body []byte) []byte {
-	var req struct {
-		Messages     []json.RawMessage `json:"messages"`
-		Prompt       json.RawMessage   `json:"prompt"`
-		Input        json.RawMessage   `json:"input"`
-		System       json.RawMessage   `json:"system"`
-		Instructions json.RawMessage   `json:"instructions"`
-	}
-	if err := json.Unmarshal(body, &req); err != nil {
+	out, err := extract(body)
+	if err != nil {
 		return body
 	}
-	var x extractor
-	for _, m := range req.Messages {
-		x.message(m)
-	}
-	for _, v := range []json.RawMessage{req.System, req.Instructions, req.Prompt, req.Input} {
-		x.value(v, 0)
-	}
-	return x.out
+	return out
 }
 
-type extractor struct {
-	out []byte
+var (
+	extractTop  = map[string]bool{"messages": true, "prompt": true, "input": true, "system": true, "instructions": true}
+	extractPath = map[string]bool{"content": true, "text": true, "tool_calls": true, "function": true, "arguments": true}
+)
+
+// frame is one open JSON container on the walk: whether it is an object,
+// whether strings inside it are wanted, and, for objects, the key whose
+// value comes next.
+type frame struct {
+	object bool
+	wanted bool
+	key    string
+	expect bool // an object expects a key next
 }
 
-const maxExtractDepth = 8
-
-func (x *extractor) emit(s string) {
-	if s == "" {
-		return
-	}
-	if len(x.out) > 0 {
-		x.out = append(x.out, '\n')
-	}
-	x.out = append(x.out, s...)
-}
-
-// message handles a chat message object: its content and its tool calls.
-func (x *extractor) message(raw json.RawMessage) {
-	var m struct {
-		Content   json.RawMessage `json:"content"`
-		ToolCalls []struct {
-			Function struct {
-				Arguments string `json:"arguments"`
-			} `json:"function"`
-		} `json:"tool_calls"`
-	}
-	if json.Unmarshal(raw, &m) != nil {
-		x.value(raw, 1)
-		return
-	}
-	x.value(m.Content, 1)
-	for _, tc := range m.ToolCalls {
-		x.emit(tc.Function.Arguments)
-	}
-}
-
-// value emits the strings of a content value: a string, an array of
-// strings or parts, or an object with "text" or "content".
-func (x *extractor) value(raw json.RawMessage, depth int) {
-	raw = bytes.TrimSpace(raw)
-	if len(raw) == 0 || depth > maxExtractDepth {
-		return
-	}
-	switch raw[0] {
-	case '"':
-		var s string
-		if json.Unmarshal(raw, &s) == nil {
-			x.emit(s)
+func extract(body []byte) ([]byte, error) {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	out := make([]byte, 0, len(body)) // decoded text never outgrows its JSON
+	var stack []frame
+	first := true
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			return nil, io.ErrUnexpectedEOF // the object was never closed
 		}
-	case '[':
-		var items []json.RawMessage
-		if json.Unmarshal(raw, &items) == nil {
-			for _, it := range items {
-				x.value(it, depth+1)
+		if err != nil {
+			return nil, err
+		}
+		if first {
+			if d, ok := tok.(json.Delim); !ok || d != '{' {
+				return nil, errNotObject
+			}
+			stack = append(stack, frame{object: true, expect: true})
+			first = false
+			continue
+		}
+		top := &stack[len(stack)-1]
+		if top.object && top.expect {
+			if d, ok := tok.(json.Delim); ok && d == '}' {
+				stack = stack[:len(stack)-1]
+				if len(stack) == 0 {
+					if _, err := dec.Token(); err != io.EOF {
+						return nil, errNotObject // trailing data
+					}
+					return out, nil
+				}
+				continue
+			}
+			top.key, _ = tok.(string)
+			top.expect = false
+			continue
+		}
+		// A value: is it wanted where it stands?
+		wanted := top.wanted
+		if top.object {
+			if len(stack) == 1 {
+				wanted = extractTop[top.key]
+			} else {
+				wanted = wanted && extractPath[top.key]
+			}
+			top.expect = true
+		}
+		switch v := tok.(type) {
+		case json.Delim:
+			switch v {
+			case '{':
+				stack = append(stack, frame{object: true, wanted: wanted, expect: true})
+			case '[':
+				stack = append(stack, frame{wanted: wanted})
+			case ']':
+				stack = stack[:len(stack)-1]
+			}
+		case string:
+			if wanted && v != "" {
+				if len(out) > 0 {
+					out = append(out, '\n')
+				}
+				out = append(out, v...)
 			}
 		}
-	case '{':
-		var part struct {
-			Text      json.RawMessage `json:"text"`
-			Content   json.RawMessage `json:"content"`
-			Arguments json.RawMessage `json:"arguments"`
-		}
-		if json.Unmarshal(raw, &part) == nil {
-			x.value(part.Text, depth+1)
-			x.value(part.Content, depth+1)
-			x.value(part.Arguments, depth+1)
-		}
 	}
 }
+
+var errNotObject = errors.New("classify: request body is not a single JSON object")

@@ -27,8 +27,16 @@ func TestExtractText(t *testing.T) {
 			"Be kind.\nhello"},
 		{"escapes decoded", `{"prompt":"jane\u0040example.com"}`, "jane@example.com"},
 		{"anthropic-style system", `{"system":[{"type":"text","text":"You are terse."}],"messages":[]}`, "You are terse."},
+		{"names, roles and ids skipped",
+			`{"messages":[{"role":"user","name":"jane.doe","content":"hi"}],"user":"jane@example.com","metadata":{"prompt":"no"}}`,
+			"hi"},
+		{"duplicate keys: both scanned", `{"prompt":"first","prompt":"second"}`, "first\nsecond"},
+		{"deep nesting", `{"input":[[[[[[[[[[["deep"]]]]]]]]]]]}`, "deep"},
 		{"not json", `jane@example.com`, "jane@example.com"},
 		{"json array", `["x"]`, `["x"]`},
+		{"trailing data", `{"prompt":"a"} {"prompt":"b"}`, `{"prompt":"a"} {"prompt":"b"}`},
+		{"unclosed", `{"prompt":"a"`, `{"prompt":"a"`},
+		{"empty", ``, ``},
 	}
 	for _, tt := range tests {
 		if got := string(ExtractText([]byte(tt.body))); got != tt.want {
