@@ -18,7 +18,7 @@ type model struct {
 
 func (e *Endpoint) model() model {
 	owner := "sluice"
-	if e.Upstream.Simulator {
+	if e.Simulator() {
 		owner = "sluice-simulator"
 	}
 	return model{ID: e.Name, Object: "model", OwnedBy: owner}

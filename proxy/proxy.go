@@ -21,6 +21,7 @@ import (
 	"github.com/sluice-gateway/sluice"
 	"github.com/sluice-gateway/sluice/apierr"
 	"github.com/sluice-gateway/sluice/auth"
+	"github.com/sluice-gateway/sluice/egress"
 	"github.com/sluice-gateway/sluice/pricing"
 	"github.com/sluice-gateway/sluice/provider"
 	"github.com/sluice-gateway/sluice/usage"
@@ -49,17 +50,32 @@ type Upstream struct {
 	Timeout time.Duration
 }
 
-// Endpoint is what a client names in `model`.
-type Endpoint struct {
-	Name     string
-	Model    string // the upstream's model (Azure deployment, Databricks endpoint)
-	APIs     []sluice.API
+// Target is one place an endpoint's calls can go: an upstream and the
+// model name it knows, with its price.
+type Target struct {
 	Upstream *Upstream
-	// Price is the endpoint's price; when Priced is false the price is
+	Model    string // the upstream's model (Azure deployment, Databricks endpoint)
+	// Price is the target's price; when Priced is false the price is
 	// looked up per response by the model the upstream reports.
 	Price        pricing.Price
 	Priced       bool
 	PriceVersion string
+}
+
+// Endpoint is what a client names in `model`.
+type Endpoint struct {
+	Name string
+	APIs []sluice.API
+	// Targets are the endpoint's upstreams in order of preference.
+	// Admitters may narrow or reorder them per call; the call goes to the
+	// first.
+	Targets []*Target
+	// MaxOutputTokens caps the completion a call may ask for when it sets
+	// no max_tokens itself, for worst-case cost reservations. 0: none.
+	MaxOutputTokens int64
+	// Policy carries settings for admitters (routing mode, limits); the
+	// proxy does not read it.
+	Policy any
 }
 
 func (e *Endpoint) allows(api sluice.API) bool {
@@ -69,6 +85,16 @@ func (e *Endpoint) allows(api sluice.API) bool {
 		}
 	}
 	return false
+}
+
+// Simulator reports whether every target is the built-in simulator.
+func (e *Endpoint) Simulator() bool {
+	for _, t := range e.Targets {
+		if !t.Upstream.Simulator {
+			return false
+		}
+	}
+	return len(e.Targets) > 0
 }
 
 // Options configure a Proxy. Zero values get defaults.
@@ -96,6 +122,12 @@ type Options struct {
 	// ClientAddr returns the client's address for the record; nil uses the
 	// connection's remote address.
 	ClientAddr func(r *http.Request) string
+	// Admitters run in order on every call once its endpoint is known,
+	// before the upstream is called (see Admitter).
+	Admitters []Admitter
+	// TraceDial records the address each call's upstream connection
+	// actually reached in Admission.DialedAddr (audit evidence).
+	TraceDial bool
 }
 
 // Proxy serves the OpenAI-compatible data plane.
@@ -215,6 +247,9 @@ type call struct {
 	key   *sluice.Key
 	req   *request
 	ep    *Endpoint
+	tgt   *Target
+	adm   *Admission
+	dones []func(*sluice.UsageRecord)
 
 	wroteHeader bool
 	committed   bool
@@ -262,7 +297,10 @@ func (c *call) serve() error {
 		return apierr.BadRequest("model", "unsupported_api", "The model '%s' does not support %s requests.", ep.Name, c.api)
 	}
 	c.ep = ep
-	c.rec.Upstream = ep.Upstream.Name
+	if err := c.admit(); err != nil {
+		return err
+	}
+	c.rec.Upstream = c.tgt.Upstream.Name
 	return c.forward()
 }
 
@@ -312,10 +350,19 @@ var errUpstreamTimeout = errors.New("upstream response timeout")
 
 // forward sends the call upstream and relays the answer.
 func (c *call) forward() error {
-	up := c.ep.Upstream
+	up := c.tgt.Upstream
 	ctx, cancel := context.WithCancelCause(c.r.Context())
 	defer cancel(nil)
-	upReq, err := up.Adapter.NewRequest(ctx, c.api, c.ep.Model, c.req.upstreamBody(c.ep.Model))
+	if c.p.o.TraceDial {
+		var peer *egress.Peer
+		ctx, peer = egress.TracePeer(ctx)
+		defer func() {
+			if a, _, ok := peer.Addr(); ok {
+				c.adm.DialedAddr = a
+			}
+		}()
+	}
+	upReq, err := up.Adapter.NewRequest(ctx, c.api, c.tgt.Model, c.req.upstreamBody(c.tgt.Model))
 	if err != nil {
 		return &apierr.Error{Status: 500, Type: "server_error", Msg: "internal error", Class: sluice.ErrClassInternal, Err: err}
 	}
@@ -348,7 +395,7 @@ func isEventStream(ct string) bool {
 
 // upstreamErr maps a failed round trip.
 func (c *call) upstreamErr(ctx context.Context, err error) error {
-	name := c.ep.Upstream.Name
+	name := c.tgt.Upstream.Name
 	switch {
 	case errors.Is(context.Cause(ctx), errUpstreamTimeout) || errors.Is(err, errUpstreamTimeout):
 		return &apierr.Error{Status: 504, Type: "server_error", Code: "upstream_timeout",
@@ -362,7 +409,7 @@ func (c *call) upstreamErr(ctx context.Context, err error) error {
 
 // upstreamStatus maps a non-200 upstream answer.
 func (c *call) upstreamStatus(resp *http.Response) error {
-	name := c.ep.Upstream.Name
+	name := c.tgt.Upstream.Name
 	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	e := &apierr.Error{Status: 502, Type: "server_error", Code: "upstream_error", Class: sluice.ErrClassUpstreamStatus,
 		Msg: "The upstream '" + name + "' failed with status " + strconv.Itoa(resp.StatusCode) + ".",
@@ -413,10 +460,10 @@ func (c *call) relayBody(ctx context.Context, resp *http.Response) error {
 		}
 		if errors.Is(context.Cause(ctx), errUpstreamTimeout) {
 			return &apierr.Error{Status: 504, Type: "server_error", Code: "upstream_timeout",
-				Msg: "The upstream '" + c.ep.Upstream.Name + "' did not answer in time.", Class: sluice.ErrClassUpstreamTimeout, Err: err}
+				Msg: "The upstream '" + c.tgt.Upstream.Name + "' did not answer in time.", Class: sluice.ErrClassUpstreamTimeout, Err: err}
 		}
 		return &apierr.Error{Status: 502, Type: "server_error", Code: "upstream_error",
-			Msg: "The upstream '" + c.ep.Upstream.Name + "' broke off its answer.", Class: sluice.ErrClassUpstreamReset, Err: err}
+			Msg: "The upstream '" + c.tgt.Upstream.Name + "' broke off its answer.", Class: sluice.ErrClassUpstreamReset, Err: err}
 	}
 	u, model, ok := usage.FromBody(body)
 	c.rec.UpstreamModel = model
@@ -445,9 +492,9 @@ func (c *call) setUsage(u usage.Usage, src sluice.UsageSource) {
 	}
 	c.rec.PromptTokens, c.rec.CompletionTokens, c.rec.TotalTokens = u.Prompt, u.Completion, u.Total
 	c.rec.UsageSource = src
-	price, version, ok := c.ep.Price, c.ep.PriceVersion, c.ep.Priced
+	price, version, ok := c.tgt.Price, c.tgt.PriceVersion, c.tgt.Priced
 	if !ok {
-		price, ok = c.p.o.Catalog.Lookup(c.ep.Upstream.Provider, c.rec.UpstreamModel)
+		price, ok = c.p.o.Catalog.Lookup(c.tgt.Upstream.Provider, c.rec.UpstreamModel)
 		version = c.p.o.Catalog.Version()
 	}
 	if ok {
@@ -461,7 +508,7 @@ func (c *call) setUsage(u usage.Usage, src sluice.UsageSource) {
 // estimate counts the call's tokens with the tokenizer because the upstream
 // did not report them.
 func (c *call) estimate(completion []byte) {
-	model := c.ep.Model
+	model := c.tgt.Model
 	prompt, err := c.p.o.Counter.PromptTokens(c.api, model, c.req.body)
 	if err != nil {
 		c.p.o.Logger.Warn("prompt token estimate failed", "request_id", c.rec.RequestID, "err", err)
@@ -495,6 +542,9 @@ func (c *call) commit() {
 	if err != nil {
 		c.p.o.Logger.Error("usage record not yet committed; answering anyway, the record stays queued",
 			"request_id", c.rec.RequestID, "err", err)
+	}
+	for _, done := range c.dones {
+		done(&c.rec)
 	}
 	if c.p.o.Observe != nil {
 		c.p.o.Observe(&c.rec)

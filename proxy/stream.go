@@ -79,7 +79,7 @@ func (c *call) relayStream(ctx context.Context, resp *http.Response) error {
 		return nil
 	case done == nil:
 		e := &apierr.Error{Status: 502, Type: "server_error", Code: "upstream_error",
-			Msg:   "The upstream '" + c.ep.Upstream.Name + "' broke off its stream.",
+			Msg:   "The upstream '" + c.tgt.Upstream.Name + "' broke off its stream.",
 			Class: sluice.ErrClassUpstreamReset, Err: readErr}
 		if errors.Is(context.Cause(ctx), errUpstreamTimeout) {
 			e.Status, e.Code, e.Class = 504, "upstream_timeout", sluice.ErrClassUpstreamTimeout
@@ -88,7 +88,7 @@ func (c *call) relayStream(ctx context.Context, resp *http.Response) error {
 			return e // answered with a status by the caller
 		}
 		c.rec.Status, c.rec.ErrorClass = http.StatusOK, e.Class
-		c.p.o.Logger.Warn("upstream stream cut", "request_id", c.rec.RequestID, "upstream", c.ep.Upstream.Name, "err", readErr)
+		c.p.o.Logger.Warn("upstream stream cut", "request_id", c.rec.RequestID, "upstream", c.tgt.Upstream.Name, "err", readErr)
 		c.commit()
 		// Tell the client in the stream (SDKs raise on an "error" event),
 		// then cut the connection so no client mistakes this for a clean end.

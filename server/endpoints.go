@@ -74,31 +74,42 @@ func Endpoints(cfg *config.Config, catalog *pricing.Catalog, log *slog.Logger) (
 	}
 	eps := make([]*proxy.Endpoint, 0, len(cfg.Endpoints))
 	for _, e := range cfg.Endpoints {
-		ep := &proxy.Endpoint{Name: e.Name, Model: e.Model, Upstream: ups[e.Upstream]}
+		ep := &proxy.Endpoint{Name: e.Name}
 		for _, a := range e.APIs {
 			ep.APIs = append(ep.APIs, sluice.API(a))
 		}
-		switch {
-		case e.Price != nil:
-			in, err := pricing.ParseUSD(e.Price.Input)
-			if err != nil {
-				return nil, fmt.Errorf("endpoint %s: price.input_per_1m: %w", e.Name, err)
-			}
-			out, err := pricing.ParseUSD(e.Price.Output)
-			if err != nil {
-				return nil, fmt.Errorf("endpoint %s: price.output_per_1m: %w", e.Name, err)
-			}
-			ep.Price = pricing.Price{InputPer1M: int64(in), OutputPer1M: int64(out), Source: "config"}
-			ep.Priced, ep.PriceVersion = true, "config:"+catalog.Version()
-		default:
-			if p, ok := catalog.Lookup(ep.Upstream.Provider, e.Model); ok {
-				ep.Price, ep.Priced, ep.PriceVersion = p, true, catalog.Version()
-			} else {
-				log.Warn("endpoint has no catalog price; it will be priced by the model the upstream reports, or recorded as unpriced",
-					"endpoint", e.Name, "provider", ep.Upstream.Provider, "model", e.Model)
-			}
+		t, err := target(ups[e.Upstream], e.Model, e.Price, catalog, log, e.Name)
+		if err != nil {
+			return nil, err
 		}
+		ep.Targets = []*proxy.Target{t}
 		eps = append(eps, ep)
 	}
 	return eps, nil
+}
+
+// target builds one endpoint target with its price: the configured one,
+// else the catalog's for the upstream's provider and model.
+func target(up *proxy.Upstream, model string, price *config.EndpointPrice, catalog *pricing.Catalog, log *slog.Logger, endpoint string) (*proxy.Target, error) {
+	t := &proxy.Target{Upstream: up, Model: model}
+	if price != nil {
+		in, err := pricing.ParseUSD(price.Input)
+		if err != nil {
+			return nil, fmt.Errorf("endpoint %s: price.input_per_1m: %w", endpoint, err)
+		}
+		out, err := pricing.ParseUSD(price.Output)
+		if err != nil {
+			return nil, fmt.Errorf("endpoint %s: price.output_per_1m: %w", endpoint, err)
+		}
+		t.Price = pricing.Price{InputPer1M: int64(in), OutputPer1M: int64(out), Source: "config"}
+		t.Priced, t.PriceVersion = true, "config:"+catalog.Version()
+		return t, nil
+	}
+	if p, ok := catalog.Lookup(up.Provider, model); ok {
+		t.Price, t.Priced, t.PriceVersion = p, true, catalog.Version()
+	} else {
+		log.Warn("endpoint has no catalog price; it will be priced by the model the upstream reports, or recorded as unpriced",
+			"endpoint", endpoint, "upstream", up.Name, "provider", up.Provider, "model", model)
+	}
+	return t, nil
 }
