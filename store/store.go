@@ -1,4 +1,4 @@
-// Package store opens the sluice.Store a DSN names: PostgreSQL for
+// Package store opens the Store a DSN names: PostgreSQL for
 // postgres:// and postgresql:// URLs, a SQLite file for anything else.
 //
 //	st, err := store.Open(ctx, cfg.Database, sqlite.Options{Synchronous: sqlite.SyncFull})
@@ -13,10 +13,22 @@ import (
 	"github.com/sluice-gateway/sluice/store/sqlite"
 )
 
+// Store is what both implementations keep: keys, the usage ledger, and
+// the budgets that usage settles against.
+type Store interface {
+	sluice.Store
+	sluice.BudgetStore
+}
+
+var (
+	_ Store = (*sqlite.Store)(nil)
+	_ Store = (*postgres.Store)(nil)
+)
+
 // Open opens the store named by dsn. A postgres:// or postgresql:// URL
 // selects PostgreSQL; anything else is the path of a SQLite database file,
 // opened with opts (which PostgreSQL ignores).
-func Open(ctx context.Context, dsn string, opts sqlite.Options) (sluice.Store, error) {
+func Open(ctx context.Context, dsn string, opts sqlite.Options) (Store, error) {
 	if IsPostgres(dsn) {
 		return postgres.Open(ctx, dsn)
 	}

@@ -57,8 +57,10 @@ func (a *usageArrays) add(r *sluice.UsageRecord) {
 	a.clientAddr = append(a.clientAddr, cleanText(r.ClientAddr))
 }
 
-// InsertUsage writes recs with one statement, hence in one transaction:
-// all or none. A record whose request id is already stored (or appears
+// InsertUsage writes recs in one transaction: all or none. The records
+// are inserted with one statement, which also takes the reservations of
+// the records it inserted; their cost is then settled against their
+// budgets (see sluice.BudgetStore) before the transaction commits. A record whose request id is already stored (or appears
 // earlier in recs) is skipped. Times and durations are kept to the
 // microsecond; text that PostgreSQL cannot hold (NUL, invalid UTF-8) has
 // the offending bytes replaced by U+FFFD.
@@ -78,10 +80,10 @@ func (s *Store) InsertUsage(ctx context.Context, recs []sluice.UsageRecord) erro
 		seen[recs[i].RequestID] = struct{}{}
 		a.add(&recs[i])
 	}
-	_, err := s.pool.Exec(ctx, insertUsageSQL,
-		a.requestID, a.at, a.keyID, a.team, a.user, a.endpoint, a.api,
+	args := []any{a.requestID, a.at, a.keyID, a.team, a.user, a.endpoint, a.api,
 		a.upstream, a.model, a.prompt, a.completion, a.total, a.source, a.cost,
-		a.priceVersion, a.status, a.errorClass, a.latency, a.ttft, a.stream, a.clientAddr)
+		a.priceVersion, a.status, a.errorClass, a.latency, a.ttft, a.stream, a.clientAddr}
+	err := s.inTx(ctx, func(tx pgx.Tx) error { return insertAndSettle(ctx, tx, args) })
 	if err != nil {
 		return fmt.Errorf("postgres: insert %d usage records: %w", len(recs), err)
 	}

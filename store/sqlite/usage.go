@@ -22,6 +22,8 @@ const insertUsageSQL = `INSERT INTO usage (` + usageColumns + `)
 // InsertUsage writes recs in one transaction: all or none. A record whose
 // request id is already stored (or appears earlier in recs) is skipped.
 // Times and durations are kept to the microsecond, truncating the rest.
+// Each record inserted is settled against its budgets in the same
+// transaction (see sluice.BudgetStore).
 func (s *Store) InsertUsage(ctx context.Context, recs []sluice.UsageRecord) error {
 	if len(recs) == 0 {
 		return nil
@@ -29,15 +31,25 @@ func (s *Store) InsertUsage(ctx context.Context, recs []sluice.UsageRecord) erro
 	return s.write(ctx, len(recs), func(tx *sql.Tx) error {
 		stmt := tx.StmtContext(ctx, s.insertUsage)
 		defer stmt.Close()
+		var inserted []sluice.UsageRecord
 		for i := range recs {
 			r := &recs[i]
-			if _, err := stmt.ExecContext(ctx,
+			res, err := stmt.ExecContext(ctx,
 				r.RequestID, micros(r.Time), r.KeyID, r.Team, r.User, r.Endpoint, string(r.API), r.Upstream,
 				r.UpstreamModel, r.PromptTokens, r.CompletionTokens, r.TotalTokens, string(r.UsageSource), r.CostMicros,
 				r.PriceVersion, r.Status, r.ErrorClass, r.Latency.Microseconds(), r.TTFT.Microseconds(), r.Stream, r.ClientAddr,
-			); err != nil {
+			)
+			if err != nil {
 				return fmt.Errorf("sqlite: insert usage %q: %w", r.RequestID, err)
 			}
+			if n, err := res.RowsAffected(); err != nil {
+				return fmt.Errorf("sqlite: insert usage %q: %w", r.RequestID, err)
+			} else if n == 1 {
+				inserted = append(inserted, *r)
+			}
+		}
+		if err := settleUsage(ctx, tx, inserted); err != nil {
+			return fmt.Errorf("sqlite: settle %d usage records: %w", len(inserted), err)
 		}
 		return nil
 	})
