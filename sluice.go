@@ -9,6 +9,7 @@ package sluice
 import (
 	"context"
 	"errors"
+	"net/netip"
 	"time"
 )
 
@@ -94,8 +95,14 @@ type Key struct {
 	Admin     bool
 	Endpoints []string  // empty means every endpoint
 	ExpiresAt time.Time // zero means never
-	CreatedAt time.Time
-	RevokedAt time.Time // zero means active
+	// SourceCIDRs, when not empty, are the only networks the key may be
+	// used from.
+	SourceCIDRs []netip.Prefix
+	// ClassFloor is the lowest data class of every request made with the
+	// key (empty: the lowest class).
+	ClassFloor string
+	CreatedAt  time.Time
+	RevokedAt  time.Time // zero means active
 }
 
 // Active reports whether k may be used at time now.

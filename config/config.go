@@ -29,6 +29,10 @@ type Config struct {
 	Prices    Prices     `yaml:"prices"`
 	Upstreams []Upstream `yaml:"upstreams"`
 	Endpoints []Endpoint `yaml:"endpoints"`
+
+	// Network settings: listeners, egress policy, data classes, audit
+	// (network.go).
+	Network `yaml:",inline"`
 }
 
 // Ledger says where usage records and keys are kept.
@@ -99,6 +103,10 @@ type Upstream struct {
 	// Timeout bounds the wait for the upstream's response headers.
 	Timeout   Duration   `yaml:"timeout"`
 	Simulator *Simulator `yaml:"simulator"`
+
+	// UpstreamPolicy says what the upstream may receive and where it may
+	// connect (network.go).
+	UpstreamPolicy `yaml:",inline"`
 }
 
 // Simulator configures a `type: simulator` upstream.
@@ -120,6 +128,10 @@ type Endpoint struct {
 	APIs []string `yaml:"apis"`
 	// Price overrides the catalog for this endpoint.
 	Price *EndpointPrice `yaml:"price"`
+
+	// EndpointRouting adds targets and the data-class routing mode
+	// (network.go).
+	EndpointRouting `yaml:",inline"`
 }
 
 // EndpointPrice is an endpoint's own price in USD per 1M tokens.

@@ -44,6 +44,7 @@ func (c *Config) applyDefaults() {
 	if s.MaxBodyBytes == 0 {
 		s.MaxBodyBytes = DefaultMaxBodyBytes
 	}
+	c.networkDefaults()
 	setDefault(&c.Log.Level, "info")
 	setDefault(&c.Log.Format, "json")
 	for i := range c.Upstreams {
@@ -249,6 +250,7 @@ func (c *Config) Validate() Errors {
 			}
 		}
 	}
+	c.validateNetwork(add)
 	return errs
 }
 

@@ -16,7 +16,7 @@ import (
 )
 
 // Upstreams builds the configured upstreams by name.
-func Upstreams(cfg *config.Config) (map[string]*proxy.Upstream, error) {
+func Upstreams(cfg *config.Config, transport func(config.Upstream) (http.RoundTripper, error)) (map[string]*proxy.Upstream, error) {
 	ups := make(map[string]*proxy.Upstream, len(cfg.Upstreams))
 	for _, u := range cfg.Upstreams {
 		up := &proxy.Upstream{Name: u.Name, Provider: u.Provider, Timeout: u.Timeout.D()}
@@ -24,10 +24,14 @@ func Upstreams(cfg *config.Config) (map[string]*proxy.Upstream, error) {
 		switch u.Type {
 		case config.TypeOpenAI:
 			up.Adapter, err = provider.NewOpenAI(u.BaseURL, u.APIKey, u.Headers)
-			up.Transport = upstreamTransport()
+			if err == nil {
+				up.Transport, err = transport(u)
+			}
 		case config.TypeAzure:
 			up.Adapter, err = provider.NewAzure(u.BaseURL, u.APIKey, u.APIVersion, u.Headers)
-			up.Transport = upstreamTransport()
+			if err == nil {
+				up.Transport, err = transport(u)
+			}
 		case config.TypeSimulator:
 			sc := u.Simulator
 			h := simulator.New(simulator.Options{
@@ -48,10 +52,11 @@ func Upstreams(cfg *config.Config) (map[string]*proxy.Upstream, error) {
 	return ups, nil
 }
 
-// upstreamTransport is the transport for calls to external upstreams: no
-// proxy from the environment, a connection pool sized for a gateway, and
-// no transparent compression (Sluice reads every body it meters).
-func upstreamTransport() *http.Transport {
+// plainTransport is a transport for calls to external upstreams when no
+// egress policy applies: no proxy from the environment, a connection pool
+// sized for a gateway, and no transparent compression (Sluice reads every
+// body it meters).
+func plainTransport() *http.Transport {
 	d := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
 	return &http.Transport{
 		Proxy:                 nil,
@@ -67,8 +72,8 @@ func upstreamTransport() *http.Transport {
 }
 
 // Endpoints builds the configured endpoints with their prices.
-func Endpoints(cfg *config.Config, catalog *pricing.Catalog, log *slog.Logger) ([]*proxy.Endpoint, error) {
-	ups, err := Upstreams(cfg)
+func Endpoints(cfg *config.Config, catalog *pricing.Catalog, log *slog.Logger, transport func(config.Upstream) (http.RoundTripper, error)) ([]*proxy.Endpoint, error) {
+	ups, err := Upstreams(cfg, transport)
 	if err != nil {
 		return nil, err
 	}

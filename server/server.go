@@ -38,6 +38,7 @@ type Server struct {
 	proxy   *proxy.Proxy
 	reg     *prometheus.Registry
 	handler http.Handler
+	net     *network
 
 	draining atomic.Bool
 	cancel   context.CancelFunc
@@ -90,7 +91,12 @@ func (s *Server) build(ctx context.Context, o Options) error {
 		return fmt.Errorf("load keys: %w", err)
 	}
 	counter := &usage.Counter{}
-	eps, err := Endpoints(cfg, catalog, s.log)
+	s.net, err = newNetwork(ctx, cfg, s.store, s.log, s.reg)
+	if err != nil {
+		s.ledger.Close(ctx)
+		return err
+	}
+	eps, err := Endpoints(cfg, catalog, s.log, s.net.transport)
 	if err != nil {
 		s.ledger.Close(ctx)
 		return err
@@ -107,6 +113,9 @@ func (s *Server) build(ctx context.Context, o Options) error {
 		StreamWriteTimeout: cfg.Server.StreamWriteTimeout.D(),
 		Observe:            m.Observe,
 		CommitWait:         m.CommitWait,
+		ClientAddr:         s.net.clientAddr,
+		TraceDial:          s.net.traceDial(),
+		Admitters:          s.net.admitters(),
 	}, eps)
 	s.handler = s.routes()
 	return nil
@@ -147,10 +156,14 @@ func (s *Server) Store() sluice.Store { return s.store }
 // Registry is the server's metrics registry.
 func (s *Server) Registry() *prometheus.Registry { return s.reg }
 
-// Serve serves on ln until ctx ends, then shuts down gracefully: new
-// connections stop, requests and streams in flight get the configured grace
-// period to finish, and the ledger is flushed before Serve returns.
-func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+// Listeners opens the configured listeners.
+func (s *Server) Listeners() ([]net.Listener, error) { return s.net.listeners() }
+
+// Serve serves on the listeners until ctx ends, then shuts down
+// gracefully: new connections stop, requests and streams in flight get the
+// configured grace period to finish, and the ledger is flushed before
+// Serve returns.
+func (s *Server) Serve(ctx context.Context, lns ...net.Listener) error {
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancel = cancel
 	go s.auth.Run(bg)
@@ -161,9 +174,12 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		MaxHeaderBytes:    s.cfg.Server.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return bg },
+		ConnContext:       s.net.connContext,
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	errc := make(chan error, len(lns))
+	for _, ln := range lns {
+		go func() { errc <- srv.Serve(ln) }()
+	}
 	var serveErr error
 	select {
 	case serveErr = <-errc:

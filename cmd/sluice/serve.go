@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"time"
 
@@ -37,13 +36,17 @@ func runServe(ctx context.Context, args []string) error {
 	if err := firstKey(ctx, srv); err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", cfg.Listen)
+	lns, err := srv.Listeners()
 	if err != nil {
 		return err
 	}
-	log.Info("sluice serving", "addr", ln.Addr().String(), "config", from, "ledger", ledgerKind(cfg.Ledger.DSN),
+	addrs := make([]string, len(lns))
+	for i, ln := range lns {
+		addrs[i] = ln.Addr().String()
+	}
+	log.Info("sluice serving", "addrs", addrs, "config", from, "ledger", ledgerKind(cfg.Ledger.DSN),
 		"endpoints", len(cfg.Endpoints), "version", version())
-	return srv.Serve(ctx, ln)
+	return srv.Serve(ctx, lns...)
 }
 
 // firstKey creates and prints an admin key when the store has none, so a
