@@ -58,6 +58,9 @@ const (
 	ErrClassUpstreamRate     = "upstream_rate_limited"
 	ErrClassClientDisconnect = "client_disconnect"
 	ErrClassInternal         = "internal"
+	ErrClassRateLimited      = "rate_limited"
+	ErrClassBudgetExceeded   = "budget_exceeded"
+	ErrClassDataPolicy       = "data_policy"
 )
 
 // UsageRecord is the ledger's row: exactly one per data-plane request.

@@ -22,13 +22,15 @@ import (
 // Config is the whole configuration of one Sluice process.
 type Config struct {
 	// Listen is the data- and control-plane address (host:port).
-	Listen    string     `yaml:"listen"`
-	Ledger    Ledger     `yaml:"ledger"`
-	Server    Server     `yaml:"server"`
-	Log       Log        `yaml:"log"`
-	Prices    Prices     `yaml:"prices"`
-	Upstreams []Upstream `yaml:"upstreams"`
-	Endpoints []Endpoint `yaml:"endpoints"`
+	Listen string `yaml:"listen"`
+	Ledger Ledger `yaml:"ledger"`
+	Server Server `yaml:"server"`
+	Log    Log    `yaml:"log"`
+	Prices Prices `yaml:"prices"`
+	// RateLimits caps requests and tokens per minute (limits.go).
+	RateLimits RateLimits `yaml:"rate_limits"`
+	Upstreams  []Upstream `yaml:"upstreams"`
+	Endpoints  []Endpoint `yaml:"endpoints"`
 
 	// Network settings: listeners, egress policy, data classes, audit
 	// (network.go).
@@ -128,6 +130,9 @@ type Endpoint struct {
 	APIs []string `yaml:"apis"`
 	// Price overrides the catalog for this endpoint.
 	Price *EndpointPrice `yaml:"price"`
+	// MaxOutputTokens is the completion size assumed for a request that
+	// sets no max_tokens, when reserving its worst-case cost and tokens.
+	MaxOutputTokens int64 `yaml:"max_output_tokens"`
 
 	// EndpointRouting adds targets and the data-class routing mode
 	// (network.go).

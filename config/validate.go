@@ -23,6 +23,7 @@ const (
 	DefaultStreamWriteTimeout = 30 * time.Second
 	DefaultShutdownGrace      = 30 * time.Second
 	DefaultUpstreamTimeout    = 300 * time.Second
+	DefaultMaxOutputTokens    = 4096
 )
 
 func (c *Config) applyDefaults() {
@@ -45,6 +46,7 @@ func (c *Config) applyDefaults() {
 		s.MaxBodyBytes = DefaultMaxBodyBytes
 	}
 	c.networkDefaults()
+	c.limitDefaults()
 	setDefault(&c.Log.Level, "info")
 	setDefault(&c.Log.Format, "json")
 	for i := range c.Upstreams {
@@ -67,6 +69,9 @@ func (c *Config) applyDefaults() {
 	for i := range c.Endpoints {
 		e := &c.Endpoints[i]
 		setDefault(&e.Model, e.Name)
+		if e.MaxOutputTokens == 0 {
+			e.MaxOutputTokens = DefaultMaxOutputTokens
+		}
 		if len(e.APIs) == 0 {
 			e.APIs = []string{"chat", "completions", "embeddings"}
 		}
@@ -241,6 +246,9 @@ func (c *Config) Validate() Errors {
 				add(fmt.Sprintf("%s.apis[%d]", f, j), "%q is not chat, completions or embeddings", a)
 			}
 		}
+		if e.MaxOutputTokens < 0 || e.MaxOutputTokens > 10_000_000 {
+			add(f+".max_output_tokens", "must be between 1 and 10000000")
+		}
 		if p := e.Price; p != nil {
 			if err := checkUSD(p.Input); err != nil {
 				add(f+".price.input_per_1m", "%v", err)
@@ -251,6 +259,7 @@ func (c *Config) Validate() Errors {
 		}
 	}
 	c.validateNetwork(add)
+	c.validateLimits(add)
 	return errs
 }
 

@@ -22,6 +22,7 @@ type Metrics struct {
 	commitWait     prometheus.Histogram
 	commitTimeouts prometheus.Counter
 	ledgerErrors   prometheus.Counter
+	rateLimited    *prometheus.CounterVec
 
 	mu     sync.Mutex
 	series map[seriesKey]*series
@@ -70,9 +71,12 @@ func New(reg prometheus.Registerer, queueDepth func() int) *Metrics {
 		ledgerErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sluice_ledger_write_errors_total", Help: "Failed ledger batch writes (each is retried).",
 		}),
+		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_ratelimit_rejections_total", Help: "Requests refused by a rate limit, by limit (scope/rpm or scope/tpm).",
+		}, []string{"limit"}),
 		series: map[seriesKey]*series{},
 	}
-	reg.MustRegister(m.requests, m.latency, m.ttft, m.tokens, m.cost, m.commitWait, m.commitTimeouts, m.ledgerErrors,
+	reg.MustRegister(m.requests, m.latency, m.ttft, m.tokens, m.cost, m.commitWait, m.commitTimeouts, m.ledgerErrors, m.rateLimited,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "sluice_ledger_queue_depth", Help: "Usage records waiting to be committed.",
 		}, func() float64 { return float64(queueDepth()) }))
@@ -129,3 +133,6 @@ func (m *Metrics) CommitWait(d time.Duration, timedOut bool) {
 
 // LedgerError counts one failed batch write.
 func (m *Metrics) LedgerError(error) { m.ledgerErrors.Inc() }
+
+// RateLimited counts one request refused by limit.
+func (m *Metrics) RateLimited(limit string) { m.rateLimited.WithLabelValues(limit).Inc() }

@@ -79,7 +79,7 @@ func Endpoints(cfg *config.Config, catalog *pricing.Catalog, log *slog.Logger, t
 	}
 	eps := make([]*proxy.Endpoint, 0, len(cfg.Endpoints))
 	for _, e := range cfg.Endpoints {
-		ep := &proxy.Endpoint{Name: e.Name}
+		ep := &proxy.Endpoint{Name: e.Name, MaxOutputTokens: e.MaxOutputTokens}
 		for _, a := range e.APIs {
 			ep.APIs = append(ep.APIs, sluice.API(a))
 		}

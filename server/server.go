@@ -42,6 +42,7 @@ type Server struct {
 
 	draining atomic.Bool
 	cancel   context.CancelFunc
+	closers  []func()
 }
 
 // Options are the parts of a Server that come from outside the config.
@@ -101,6 +102,16 @@ func (s *Server) build(ctx context.Context, o Options) error {
 		s.ledger.Close(ctx)
 		return err
 	}
+	admitters := s.net.admitters()
+	rl, rlClose, err := rateLimits(ctx, cfg.RateLimits, s.log, m.RateLimited)
+	if err != nil {
+		s.ledger.Close(ctx)
+		return err
+	}
+	s.closers = append(s.closers, rlClose)
+	if rl != nil {
+		admitters = append(admitters, rl)
+	}
 	s.proxy = proxy.New(proxy.Options{
 		Auth:               s.auth,
 		Ledger:             s.ledger,
@@ -115,7 +126,7 @@ func (s *Server) build(ctx context.Context, o Options) error {
 		CommitWait:         m.CommitWait,
 		ClientAddr:         s.net.clientAddr,
 		TraceDial:          s.net.traceDial(),
-		Admitters:          s.net.admitters(),
+		Admitters:          admitters,
 	}, eps)
 	s.handler = s.routes()
 	return nil
@@ -208,6 +219,9 @@ func (s *Server) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	lerr := s.ledger.Close(ctx)
+	for _, c := range s.closers {
+		c()
+	}
 	serr := s.store.Close()
 	return errors.Join(lerr, serr)
 }
