@@ -208,8 +208,8 @@ func (s *Store) Reserve(ctx context.Context, r sluice.Reservation, now time.Time
 	err = s.inTx(ctx, func(tx pgx.Tx) error {
 		var batch pgx.Batch
 		batch.Queue(`INSERT INTO reservations
-			SELECT $1, $2, $3, $4, $5, $6, $7 WHERE NOT EXISTS (SELECT 1 FROM usage WHERE request_id = $1)
-			ON CONFLICT (request_id) DO NOTHING`, r.RequestID, r.Owner, r.AmountMicros, now, r.ExpiresAt, ids, starts)
+			SELECT $1::text, $2::text, $3::bigint, $4::timestamptz, $5::timestamptz WHERE NOT EXISTS (SELECT 1 FROM usage WHERE request_id = $1)
+			ON CONFLICT (request_id) DO NOTHING`, r.RequestID, r.Owner, r.AmountMicros, now, r.ExpiresAt)
 		for _, h := range holds {
 			b := byID[h.BudgetID]
 			// A new row holds just this amount; the WHERE covers an
@@ -223,6 +223,15 @@ func (s *Store) Reserve(ctx context.Context, r sluice.Reservation, now time.Time
 				WHERE NOT $4 OR p.settled_micros + p.reserved_micros + excluded.reserved_micros <= $5`,
 				b.ID, h.PeriodStart, h.Amount, b.Hard, b.LimitMicros)
 		}
+		queued := batch.Len() - 1 // holds queued
+		if queued == len(holds) {
+			// Conditional, so that a reservation that was not inserted
+			// leaves the transaction usable to find out why.
+			batch.Queue(`INSERT INTO reservation_holds
+				SELECT $1::text, u.*, $2::bigint FROM unnest($3::text[], $4::timestamptz[]) AS u
+				WHERE EXISTS (SELECT 1 FROM reservations WHERE request_id = $1)
+				ON CONFLICT DO NOTHING`, r.RequestID, r.AmountMicros, ids, starts)
+		}
 		res := tx.SendBatch(ctx, &batch)
 		tag, err := res.Exec()
 		if err != nil {
@@ -234,7 +243,7 @@ func (s *Store) Reserve(ctx context.Context, r sluice.Reservation, now time.Time
 			return s.reservedAlready(ctx, tx, &r)
 		}
 		refused := -1
-		for i := range batch.Len() - 1 {
+		for i := range queued {
 			tag, err := res.Exec()
 			if err != nil {
 				res.Close()
@@ -247,8 +256,8 @@ func (s *Store) Reserve(ctx context.Context, r sluice.Reservation, now time.Time
 		if err := res.Close(); err != nil {
 			return err
 		}
-		if refused < 0 && batch.Len()-1 < len(holds) {
-			refused = batch.Len() - 1 // the hold that could never fit
+		if refused < 0 && queued < len(holds) {
+			refused = queued // the hold that could never fit
 		}
 		if refused >= 0 {
 			h := holds[refused]
@@ -367,32 +376,52 @@ func releaseHolds(ctx context.Context, tx pgx.Tx, holds []settle.Hold) error {
 	return err
 }
 
-func holdsOf(amount int64, ids []string, starts []time.Time) []settle.Hold {
-	hs := make([]settle.Hold, 0, len(ids))
-	for i := range min(len(ids), len(starts)) {
-		hs = append(hs, settle.Hold{BudgetID: ids[i], PeriodStart: starts[i].UTC(), Amount: amount})
-	}
-	return hs
+// takeHolds deletes reservations, with the statement given, and returns
+// the holds of those it deleted. The statement must return the deleted
+// rows' request_id, owner, amount_micros and expires_at. The holds are
+// read, not deleted, here (they go by cascade): whoever deletes the
+// reservation row owns its holds, and locks rows in the order every
+// other path does, reservation first.
+func takeHolds(ctx context.Context, tx pgx.Tx, deleteSQL string, args ...any) ([]sluice.ExpiredReservation, []settle.Hold, error) {
+	rows, _ := tx.Query(ctx, `WITH res AS (`+deleteSQL+`)
+		SELECT res.request_id, res.owner, res.amount_micros, res.expires_at,
+			EXISTS (SELECT 1 FROM usage u WHERE u.request_id = res.request_id),
+			h.budget_id, h.period_start, h.amount_micros
+		FROM res LEFT JOIN reservation_holds h USING (request_id)
+		ORDER BY res.expires_at, res.request_id`, args...)
+	var (
+		out    []sluice.ExpiredReservation
+		holds  []settle.Hold
+		e      sluice.ExpiredReservation
+		id     *string
+		start  *time.Time
+		amount *int64
+	)
+	_, err := pgx.ForEachRow(rows, []any{&e.RequestID, &e.Owner, &e.AmountMicros, &e.ExpiresAt, &e.HadUsage, &id, &start, &amount}, func() error {
+		if n := len(out); n == 0 || out[n-1].RequestID != e.RequestID {
+			e.ExpiresAt = e.ExpiresAt.UTC()
+			out = append(out, e)
+		}
+		if id != nil {
+			holds = append(holds, settle.Hold{BudgetID: *id, PeriodStart: start.UTC(), Amount: *amount})
+		}
+		return nil
+	})
+	return out, holds, err
 }
+
+const reservationReturning = ` RETURNING request_id, owner, amount_micros, expires_at`
 
 // Release drops the reservation of requestID and its holds.
 func (s *Store) Release(ctx context.Context, requestID string) (bool, error) {
 	var found bool
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
-		var amount int64
-		var ids []string
-		var starts []time.Time
-		err := tx.QueryRow(ctx, `DELETE FROM reservations WHERE request_id = $1
-			RETURNING amount_micros, budget_ids, period_starts`, cleanText(requestID)).Scan(&amount, &ids, &starts)
-		if errors.Is(err, pgx.ErrNoRows) {
-			found = false
-			return nil
-		}
+		res, holds, err := takeHolds(ctx, tx, `DELETE FROM reservations WHERE request_id = $1`+reservationReturning, cleanText(requestID))
 		if err != nil {
 			return err
 		}
-		found = true
-		return releaseHolds(ctx, tx, holdsOf(amount, ids, starts))
+		found = len(res) > 0
+		return releaseHolds(ctx, tx, holds)
 	})
 	if err != nil {
 		return false, fmt.Errorf("postgres: release %q: %w", requestID, err)
@@ -405,24 +434,11 @@ func (s *Store) Release(ctx context.Context, requestID string) (bool, error) {
 func (s *Store) ReleaseExpired(ctx context.Context, now time.Time, limit int) ([]sluice.ExpiredReservation, error) {
 	var out []sluice.ExpiredReservation
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
-		out = nil
-		rows, _ := tx.Query(ctx, `DELETE FROM reservations r WHERE request_id IN (
+		var holds []settle.Hold
+		var err error
+		out, holds, err = takeHolds(ctx, tx, `DELETE FROM reservations WHERE request_id IN (
 				SELECT request_id FROM reservations WHERE expires_at <= $1
-				ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED)
-			RETURNING request_id, owner, amount_micros, expires_at, budget_ids, period_starts,
-				EXISTS (SELECT 1 FROM usage u WHERE u.request_id = r.request_id)`, now, limit)
-		var (
-			e      sluice.ExpiredReservation
-			ids    []string
-			starts []time.Time
-			holds  []settle.Hold
-		)
-		_, err := pgx.ForEachRow(rows, []any{&e.RequestID, &e.Owner, &e.AmountMicros, &e.ExpiresAt, &ids, &starts, &e.HadUsage}, func() error {
-			e.ExpiresAt = e.ExpiresAt.UTC()
-			out = append(out, e)
-			holds = append(holds, holdsOf(e.AmountMicros, ids, starts)...)
-			return nil
-		})
+				ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED)`+reservationReturning, now, limit)
 		if err != nil {
 			return err
 		}
@@ -431,12 +447,6 @@ func (s *Store) ReleaseExpired(ctx context.Context, now time.Time, limit int) ([
 	if err != nil {
 		return nil, fmt.Errorf("postgres: release expired reservations: %w", err)
 	}
-	slices.SortFunc(out, func(a, b sluice.ExpiredReservation) int {
-		if c := a.ExpiresAt.Compare(b.ExpiresAt); c != 0 {
-			return c
-		}
-		return strings.Compare(a.RequestID, b.RequestID)
-	})
 	return out, nil
 }
 
@@ -449,46 +459,48 @@ func (s *Store) OutstandingReservations(ctx context.Context) (int64, error) {
 	return n, nil
 }
 
-// takeReservationsSQL inserts a batch of usage records (as insertUsageSQL
-// does) and, in the same statement, deletes the reservations of the
-// records it inserted. It returns, for each record inserted, what
-// settlement needs, its reservation's holds if it had one, and whether
+// settleSQL inserts a batch of usage records (as insertUsageSQL does)
+// and, in the same statement, deletes the reservations of the records it
+// inserted. It returns, for each record inserted, what settlement needs,
+// one row per hold of its reservation (NULLs if it has none), and whether
 // any budget exists at all.
-const takeReservationsSQL = `WITH ins AS (` + insertUsageSQL + `
+const settleSQL = `WITH ins AS (` + insertUsageSQL + `
 		RETURNING request_id, requested_at, key_id, team, endpoint, cost_micros),
 	res AS (DELETE FROM reservations r USING ins WHERE r.request_id = ins.request_id
-		RETURNING r.request_id, r.amount_micros, r.budget_ids, r.period_starts)
+		RETURNING r.request_id)
 	SELECT ins.request_id, ins.requested_at, ins.key_id, ins.team, ins.endpoint, ins.cost_micros,
-		coalesce(res.amount_micros, 0), coalesce(res.budget_ids, '{}'), coalesce(res.period_starts, '{}'),
-		EXISTS (SELECT 1 FROM budgets)
-	FROM ins LEFT JOIN res USING (request_id)`
+		h.budget_id, h.period_start, h.amount_micros, EXISTS (SELECT 1 FROM budgets)
+	FROM ins LEFT JOIN (res JOIN reservation_holds h USING (request_id)) USING (request_id)
+	ORDER BY ins.request_id`
 
-// insertAndSettle runs takeReservationsSQL with args and settles the
-// inserted records against their budgets, in tx.
+// insertAndSettle runs settleSQL with args and settles the inserted
+// records against their budgets, in tx.
 func insertAndSettle(ctx context.Context, tx pgx.Tx, args []any) error {
-	rows, _ := tx.Query(ctx, takeReservationsSQL, args...)
+	rows, _ := tx.Query(ctx, settleSQL, args...)
 	var (
 		recs         []sluice.UsageRecord
 		holds        = map[string][]settle.Hold{}
 		held         []string
 		r            sluice.UsageRecord
-		amount       int64
-		ids          []string
-		starts       []time.Time
+		id           *string
+		start        *time.Time
+		amount       *int64
 		budgetsExist bool // the same on every row
 	)
 	_, err := pgx.ForEachRow(rows, []any{&r.RequestID, &r.Time, &r.KeyID, &r.Team, &r.Endpoint, &r.CostMicros,
-		&amount, &ids, &starts, &budgetsExist}, func() error {
-		recs = append(recs, r)
-		if hs := holdsOf(amount, ids, starts); len(hs) > 0 {
-			holds[r.RequestID] = hs
-			held = append(held, ids...)
+		&id, &start, &amount, &budgetsExist}, func() error {
+		if n := len(recs); n == 0 || recs[n-1].RequestID != r.RequestID {
+			recs = append(recs, r)
+		}
+		if id != nil {
+			holds[r.RequestID] = append(holds[r.RequestID], settle.Hold{BudgetID: *id, PeriodStart: start.UTC(), Amount: *amount})
+			held = append(held, *id)
 		}
 		return nil
 	})
 	if err != nil || !budgetsExist {
-		// Without budgets, the holds of deleted reservations point at
-		// nothing: the periods they held went with their budgets.
+		// Without budgets there are no holds either: they went with
+		// their budgets.
 		return err
 	}
 	scopes, subjects := targetArrays(settle.Targets(recs))
@@ -504,6 +516,12 @@ func insertAndSettle(ctx context.Context, tx pgx.Tx, args []any) error {
 	if err != nil || len(deltas) == 0 {
 		return err
 	}
+	return applyDeltas(ctx, tx, deltas)
+}
+
+// applyDeltas changes the period rows by deltas and records the alert
+// thresholds their settled spend reached.
+func applyDeltas(ctx context.Context, tx pgx.Tx, deltas []settle.Delta) error {
 	var d delta
 	for _, x := range deltas {
 		d.add(x.Budget.ID, x.PeriodStart, x.Settled, -x.Released)

@@ -25,6 +25,12 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+func TestBudgetConformance(t *testing.T) {
+	storetest.RunBudgets(t, func(t *testing.T) storetest.BudgetStore {
+		return openTest(t, storetest.PostgresDSN(t))
+	})
+}
+
 func TestSchemaIsolation(t *testing.T) {
 	a := openTest(t, storetest.PostgresDSN(t))
 	b := openTest(t, storetest.PostgresDSN(t))

@@ -36,6 +36,12 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+func TestBudgetConformance(t *testing.T) {
+	storetest.RunBudgets(t, func(t *testing.T) storetest.BudgetStore {
+		return openTest(t, filepath.Join(t.TempDir(), "ledger.db"), Options{})
+	})
+}
+
 func TestConformanceSynchronousFull(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) sluice.Store {
 		return openTest(t, filepath.Join(t.TempDir(), "ledger.db"), Options{Synchronous: SyncFull})

@@ -26,20 +26,29 @@ CREATE TABLE budget_periods (
 );
 
 -- A reservation lives until its usage record settles it, it is released,
--- or the reconciler releases it after it expires. budget_ids and
--- period_starts are its holds, pairwise, each of amount_micros; a budget
--- deleted meanwhile is skipped when they are released.
+-- or the reconciler releases it after it expires.
 CREATE TABLE reservations (
 	request_id    text COLLATE "C" PRIMARY KEY,
 	owner         text        NOT NULL,
 	amount_micros bigint      NOT NULL,
 	created_at    timestamptz NOT NULL,
-	expires_at    timestamptz NOT NULL,
-	budget_ids    text[] COLLATE "C" NOT NULL,
-	period_starts timestamptz[] NOT NULL
+	expires_at    timestamptz NOT NULL
 );
 
 CREATE INDEX reservations_expiry ON reservations (expires_at);
+
+-- What a reservation holds on each budget, in the period it was made in.
+-- Holds change only by going with their reservation (or their budget), so
+-- whoever deletes the reservation row owns them.
+CREATE TABLE reservation_holds (
+	request_id    text COLLATE "C" NOT NULL REFERENCES reservations (request_id) ON DELETE CASCADE,
+	budget_id     text COLLATE "C" NOT NULL REFERENCES budgets (id) ON DELETE CASCADE,
+	period_start  timestamptz NOT NULL,
+	amount_micros bigint      NOT NULL,
+	PRIMARY KEY (request_id, budget_id)
+);
+
+CREATE INDEX reservation_holds_budget ON reservation_holds (budget_id);
 
 -- Alert thresholds reached, once per budget, period and threshold; an
 -- outbox until delivered.
