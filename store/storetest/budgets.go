@@ -463,7 +463,7 @@ func testPeriodRollover(t *testing.T, st BudgetStore) {
 	mustCreateBudget(t, st, m)
 
 	late := time.Date(2026, 3, 2, 23, 50, 0, 0, ny) // 04:50 UTC on the 3rd
-	early := late.Add(20 * time.Minute)           // the 3rd in New York
+	early := late.Add(20 * time.Minute)             // the 3rd in New York
 	if err := st.Reserve(ctx, reservation("r1", 90, alice), late); err != nil {
 		t.Fatal(err)
 	}
