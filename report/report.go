@@ -9,6 +9,7 @@ import (
 	"io"
 	"strconv"
 	"text/tabwriter"
+	"time"
 
 	"github.com/sluice-gateway/sluice"
 )
@@ -137,4 +138,15 @@ func Write(w io.Writer, format string, by []sluice.UsageGroup, rows []sluice.Usa
 		return tw.Flush()
 	}
 	return fmt.Errorf("unknown format %q (use table, csv or json)", format)
+}
+
+// ParseTime reads a report bound: a date (2026-11-01, midnight UTC) or an
+// RFC 3339 time.
+func ParseTime(s string) (time.Time, error) {
+	for _, layout := range []string{time.RFC3339, "2006-01-02"} {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("%q is not a date (2026-11-01) or RFC 3339 time", s)
 }

@@ -21,6 +21,11 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("GET /v1/models", p.Models())
 	mux.Handle("GET /v1/models/{model}", p.Models())
 
+	mux.Handle("GET /admin/v1/keys", s.admin(s.adminListKeys))
+	mux.Handle("POST /admin/v1/keys", s.admin(s.adminCreateKey))
+	mux.Handle("DELETE /admin/v1/keys/{id}", s.admin(s.adminRevokeKey))
+	mux.Handle("GET /admin/v1/usage", s.admin(s.adminUsage))
+
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{Registry: s.reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
