@@ -4,13 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/sluice-gateway/sluice"
 )
 
-const keyColumns = `id, hash, name, team, admin, endpoints, expires_at, created_at, revoked_at`
+const keyColumns = `id, hash, name, team, admin, endpoints, expires_at, created_at, revoked_at, source_cidrs, class_floor`
 
 // CreateKey stores k, or returns sluice.ErrConflict if its id exists.
 func (s *Store) CreateKey(ctx context.Context, k sluice.Key) error {
@@ -18,10 +19,14 @@ func (s *Store) CreateKey(ctx context.Context, k sluice.Key) error {
 	if eps == nil {
 		eps = []string{}
 	}
+	cidrs := make([]string, len(k.SourceCIDRs))
+	for i, p := range k.SourceCIDRs {
+		cidrs[i] = p.String()
+	}
 	tag, err := s.pool.Exec(ctx, `INSERT INTO keys (`+keyColumns+`)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO NOTHING`,
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (id) DO NOTHING`,
 		k.ID, k.Hash[:], k.Name, k.Team, k.Admin, eps,
-		nullTime(k.ExpiresAt), k.CreatedAt, nullTime(k.RevokedAt))
+		nullTime(k.ExpiresAt), k.CreatedAt, nullTime(k.RevokedAt), cidrs, k.ClassFloor)
 	if err != nil {
 		return fmt.Errorf("postgres: create key %q: %w", k.ID, err)
 	}
@@ -75,8 +80,9 @@ func scanKey(row pgx.CollectableRow) (sluice.Key, error) {
 		k                         sluice.Key
 		hash                      []byte
 		expires, revoked, created *time.Time
+		cidrs                     []string
 	)
-	if err := row.Scan(&k.ID, &hash, &k.Name, &k.Team, &k.Admin, &k.Endpoints, &expires, &created, &revoked); err != nil {
+	if err := row.Scan(&k.ID, &hash, &k.Name, &k.Team, &k.Admin, &k.Endpoints, &expires, &created, &revoked, &cidrs, &k.ClassFloor); err != nil {
 		return k, err
 	}
 	if len(hash) != len(k.Hash) {
@@ -85,6 +91,13 @@ func scanKey(row pgx.CollectableRow) (sluice.Key, error) {
 	copy(k.Hash[:], hash)
 	if len(k.Endpoints) == 0 {
 		k.Endpoints = nil
+	}
+	for _, p := range cidrs {
+		pr, err := netip.ParsePrefix(p)
+		if err != nil {
+			return k, fmt.Errorf("key %q: source_cidrs: %w", k.ID, err)
+		}
+		k.SourceCIDRs = append(k.SourceCIDRs, pr)
 	}
 	k.ExpiresAt = fromNullTime(expires)
 	k.CreatedAt = fromNullTime(created)

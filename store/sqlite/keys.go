@@ -6,12 +6,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"time"
 
 	"github.com/sluice-gateway/sluice"
 )
 
-const keyColumns = `id, hash, name, team, admin, endpoints, expires_at, created_at, revoked_at`
+const keyColumns = `id, hash, name, team, admin, endpoints, expires_at, created_at, revoked_at, source_cidrs, class_floor`
 
 // CreateKey stores k, or returns sluice.ErrConflict if its id exists.
 func (s *Store) CreateKey(ctx context.Context, k sluice.Key) error {
@@ -23,11 +24,19 @@ func (s *Store) CreateKey(ctx context.Context, k sluice.Key) error {
 	if err != nil {
 		return fmt.Errorf("sqlite: create key %q: %w", k.ID, err)
 	}
+	cidrs := make([]string, len(k.SourceCIDRs))
+	for i, p := range k.SourceCIDRs {
+		cidrs[i] = p.String()
+	}
+	cidrsJSON, err := json.Marshal(cidrs)
+	if err != nil {
+		return fmt.Errorf("sqlite: create key %q: %w", k.ID, err)
+	}
 	return s.write(ctx, 1, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `INSERT INTO keys (`+keyColumns+`)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
 			k.ID, k.Hash[:], k.Name, k.Team, k.Admin, string(epsJSON),
-			nullMicros(k.ExpiresAt), micros(k.CreatedAt), nullMicros(k.RevokedAt))
+			nullMicros(k.ExpiresAt), micros(k.CreatedAt), nullMicros(k.RevokedAt), string(cidrsJSON), k.ClassFloor)
 		if err != nil {
 			return fmt.Errorf("sqlite: create key %q: %w", k.ID, err)
 		}
@@ -99,11 +108,11 @@ func scanKey(row interface{ Scan(...any) error }) (sluice.Key, error) {
 	var (
 		k                sluice.Key
 		hash             []byte
-		eps              string
+		eps, cidrs       string
 		expires, revoked sql.NullInt64
 		created          int64
 	)
-	if err := row.Scan(&k.ID, &hash, &k.Name, &k.Team, &k.Admin, &eps, &expires, &created, &revoked); err != nil {
+	if err := row.Scan(&k.ID, &hash, &k.Name, &k.Team, &k.Admin, &eps, &expires, &created, &revoked, &cidrs, &k.ClassFloor); err != nil {
 		return k, err
 	}
 	if len(hash) != len(k.Hash) {
@@ -115,6 +124,17 @@ func scanKey(row interface{ Scan(...any) error }) (sluice.Key, error) {
 	}
 	if len(k.Endpoints) == 0 {
 		k.Endpoints = nil
+	}
+	var ps []string
+	if err := json.Unmarshal([]byte(cidrs), &ps); err != nil {
+		return k, fmt.Errorf("key %q: source_cidrs: %w", k.ID, err)
+	}
+	for _, p := range ps {
+		pr, err := netip.ParsePrefix(p)
+		if err != nil {
+			return k, fmt.Errorf("key %q: source_cidrs: %w", k.ID, err)
+		}
+		k.SourceCIDRs = append(k.SourceCIDRs, pr)
 	}
 	k.ExpiresAt = fromNullMicros(expires)
 	k.CreatedAt = fromMicros(created)
