@@ -31,10 +31,10 @@ func ListenAndServe(ctx context.Context, addr string, opts Options, log *slog.Lo
 	if err != nil {
 		return fmt.Errorf("simulator: %w", err)
 	}
-	return serve(ctx, ln, opts, log)
+	return serve(ctx, ln, opts, log, shutdownGrace)
 }
 
-func serve(ctx context.Context, ln net.Listener, opts Options, log *slog.Logger) error {
+func serve(ctx context.Context, ln net.Listener, opts Options, log *slog.Logger, grace time.Duration) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -56,7 +56,7 @@ func serve(ctx context.Context, ln net.Listener, opts Options, log *slog.Logger)
 		return fmt.Errorf("simulator: %w", err)
 	case <-ctx.Done():
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	sctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
 		log.Warn("simulator: answers still in flight after the grace period; closing", "err", err)

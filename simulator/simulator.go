@@ -28,6 +28,7 @@ import (
 	"math"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -97,7 +98,8 @@ type server struct {
 	counter  usage.Counter
 	idPrefix string // random per server, so ids are unique across runs
 	seq      atomic.Uint64
-	mux      *http.ServeMux
+	// chat and completions are the generating handlers, built once.
+	chat, completions http.HandlerFunc
 }
 
 // New returns the simulator's handler. It serves POST /v1/chat/completions,
@@ -121,40 +123,58 @@ func New(opts Options) http.Handler {
 	if opts.Sleep == nil {
 		opts.Sleep = sleep
 	}
-	s := &server{opts: opts, mux: http.NewServeMux()}
+	s := &server{opts: opts}
 	if opts.TokensPerSecond > 0 {
 		s.interval = time.Duration(float64(time.Second) / opts.TokensPerSecond)
 	}
 	var r [6]byte
 	rand.Read(r[:])
 	s.idPrefix = hex.EncodeToString(r[:])
-	for _, prefix := range []string{"/v1", ""} {
-		s.mux.HandleFunc("POST "+prefix+"/chat/completions", s.generate(apiChat))
-		s.mux.HandleFunc("POST "+prefix+"/completions", s.generate(apiCompletions))
-		s.mux.HandleFunc("POST "+prefix+"/embeddings", s.embeddings)
-		s.mux.HandleFunc("GET "+prefix+"/models", s.models)
-		s.mux.HandleFunc("GET "+prefix+"/models/{model}", s.model)
-		for _, p := range []string{"/chat/completions", "/completions", "/embeddings"} {
-			s.mux.HandleFunc(prefix+p, methodNotAllowed("POST"))
-		}
-		s.mux.HandleFunc(prefix+"/models", methodNotAllowed("GET, HEAD"))
-	}
-	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, "invalid_request_error", "", "unknown_url",
-			"Unknown request URL: "+r.Method+" "+r.URL.Path+". (This is the Sluice simulator.)")
-	})
+	s.chat, s.completions = s.generate(apiChat), s.generate(apiCompletions)
 	return s
 }
 
-func methodNotAllowed(allow string) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Allow", allow)
-		writeError(w, http.StatusMethodNotAllowed, "invalid_request_error", "", "method_not_allowed",
-			"Method "+r.Method+" is not allowed for "+r.URL.Path+"; use "+allow+".")
-	}
+func methodNotAllowed(w http.ResponseWriter, r *http.Request, allow string) {
+	w.Header().Set("Allow", allow)
+	writeError(w, http.StatusMethodNotAllowed, "invalid_request_error", "", "method_not_allowed",
+		"Method "+r.Method+" is not allowed for "+r.URL.Path+"; use "+allow+".")
 }
 
-func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+// ServeHTTP routes by hand: a switch on the path costs a fraction of
+// ServeMux's matching.
+func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	path := r.URL.Path
+	if rest, ok := strings.CutPrefix(path, "/v1/"); ok {
+		path = rest
+	} else {
+		path = strings.TrimPrefix(path, "/")
+	}
+	var h http.HandlerFunc
+	method := http.MethodPost
+	switch path {
+	case "chat/completions":
+		h = s.chat
+	case "completions":
+		h = s.completions
+	case "embeddings":
+		h = s.embeddings
+	case "models":
+		h, method = s.models, http.MethodGet
+	default:
+		if id, ok := strings.CutPrefix(path, "models/"); ok && id != "" {
+			h, method = func(w http.ResponseWriter, r *http.Request) { s.model(w, id) }, http.MethodGet
+			break
+		}
+		writeError(w, http.StatusNotFound, "invalid_request_error", "", "unknown_url",
+			"Unknown request URL: "+r.Method+" "+r.URL.Path+". (This is the Sluice simulator.)")
+		return
+	}
+	if r.Method != method && !(method == http.MethodGet && r.Method == http.MethodHead) {
+		methodNotAllowed(w, r, method)
+		return
+	}
+	h(w, r)
+}
 
 func sleep(ctx context.Context, d time.Duration) error {
 	t := time.NewTimer(d)
@@ -165,22 +185,6 @@ func sleep(ctx context.Context, d time.Duration) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-}
-
-// request is the part of an OpenAI request the simulator reads.
-type request struct {
-	Model         string `json:"model"`
-	Stream        bool   `json:"stream"`
-	StreamOptions *struct {
-		IncludeUsage bool `json:"include_usage"`
-	} `json:"stream_options"`
-	MaxTokens           *int            `json:"max_tokens"`
-	MaxCompletionTokens *int            `json:"max_completion_tokens"`
-	Messages            json.RawMessage `json:"messages"`
-	Prompt              json.RawMessage `json:"prompt"`
-	Input               json.RawMessage `json:"input"`
-	Dimensions          *int            `json:"dimensions"`
-	EncodingFormat      string          `json:"encoding_format"`
 }
 
 // buffers are reused for request bodies and streamed chunks, and outs
@@ -231,8 +235,8 @@ func (s *server) read(w http.ResponseWriter, r *http.Request, buf *bytes.Buffer)
 			message: "The request body could not be read: " + err.Error()}
 	}
 	body = buf.Bytes()
-	if err := json.Unmarshal(body, &req); err != nil {
-		return req, nil, invalid("", "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP library correctly. The OpenAI API expects a JSON payload, but what was sent was not valid JSON.)")
+	if req, err = parseRequest(body); err != nil {
+		return req, nil, err
 	}
 	if req.Model == "" {
 		return req, nil, invalid("model", "you must provide a model parameter")
@@ -277,7 +281,7 @@ func (s *server) generate(api string) http.HandlerFunc {
 		g := &generation{
 			s: s, w: w, ctx: r.Context(), start: start, api: api,
 			rng: seed(req.Model, promptRaw), n: n, finish: finish, prompt: prompt,
-			includeUsage: req.StreamOptions != nil && req.StreamOptions.IncludeUsage && !s.opts.OmitUsage,
+			includeUsage: req.IncludeUsage && !s.opts.OmitUsage,
 		}
 		g.id = s.newID(idKind)
 		model := appendJSONString(nil, ModelPrefix+req.Model)
@@ -562,7 +566,7 @@ func (s *server) embeddings(w http.ResponseWriter, r *http.Request) {
 // embeddingInputs splits "input" into the items that each get a vector: a
 // string or a token array is one; an array of strings or of token arrays
 // is one per element.
-func embeddingInputs(raw json.RawMessage) ([]json.RawMessage, error) {
+func embeddingInputs(raw []byte) ([]json.RawMessage, error) {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || string(raw) == "null" {
 		return nil, invalid("input", "you must provide an input parameter")
@@ -637,8 +641,8 @@ func (s *server) models(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, list)
 }
 
-func (s *server) model(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, model{r.PathValue("model"), "model", 0, Owner})
+func (s *server) model(w http.ResponseWriter, id string) {
+	writeJSON(w, http.StatusOK, model{id, "model", 0, Owner})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -638,7 +638,11 @@ func TestBadRequests(t *testing.T) {
 		{"/v1/chat/completions", `{"model":"m"}`, 400, "messages"},
 		{"/v1/chat/completions", `{"model":"m","messages":[]}`, 400, "messages"},
 		{"/v1/chat/completions", `{"model":"m","messages":["x"]}`, 400, nil},
-		{"/v1/chat/completions", `{"model":"m","stream":"yes","messages":[{"role":"user","content":"x"}]}`, 400, nil},
+		{"/v1/chat/completions", `{"model":"m","stream":"yes","messages":[{"role":"user","content":"x"}]}`, 400, "stream"},
+		{"/v1/chat/completions", `{"model":"m","max_tokens":1.5,"messages":[{"role":"user","content":"x"}]}`, 400, "max_tokens"},
+		{"/v1/chat/completions", `{"model":7,"messages":[{"role":"user","content":"x"}]}`, 400, "model"},
+		{"/v1/chat/completions", `[{"model":"m"}]`, 400, nil},
+		{"/v1/chat/completions", `{"model":"m","messages":[{"role":"user","content":"x"}]} x`, 400, nil},
 		{"/v1/chat/completions", `{"model":"m","max_tokens":0,"messages":[{"role":"user","content":"x"}]}`, 400, "max_tokens"},
 		{"/v1/completions", `{"model":"m"}`, 400, "prompt"},
 		{"/v1/completions", `{"model":"m","prompt":5}`, 400, nil},
@@ -671,6 +675,39 @@ func TestBadRequests(t *testing.T) {
 		t.Errorf("GET chat: %d", resp.StatusCode)
 	}
 }
+
+func TestParseRequest(t *testing.T) {
+	ten := 10
+	for _, tc := range []struct {
+		body string
+		want request
+	}{
+		{`{"model":"m","stream":true,"stream_options":{"include_usage":true},"max_tokens":10,"messages":[{"role":"user","content":"}]\"{"}]}`,
+			request{Model: "m", Stream: true, IncludeUsage: true, MaxTokens: &ten, Messages: []byte(`[{"role":"user","content":"}]\"{"}]`)}},
+		{" {\n\t\"model\" : \"a\\u00e9\\\"b\" ,\"stream\":null, \"stream_options\" : { \"x\":[1,{}], \"include_usage\" : false } , \"prompt\" : [ 1 , 2 ] } ",
+			request{Model: "aé\"b", Prompt: []byte("[ 1 , 2 ]")}},
+		{`{"model":"a","model":"b","input":"x","dimensions":3,"encoding_format":"base64","unknown":{"model":"c"}}`,
+			request{Model: "b", Input: []byte(`"x"`), Dimensions: new(int), EncodingFormat: "base64"}},
+		{`{}`, request{}},
+	} {
+		got, err := parseRequest([]byte(tc.body))
+		if err != nil {
+			t.Errorf("%s: %v", tc.body, err)
+			continue
+		}
+		if tc.want.Dimensions != nil {
+			*tc.want.Dimensions = 3
+		}
+		if got.Model != tc.want.Model || got.Stream != tc.want.Stream || got.IncludeUsage != tc.want.IncludeUsage ||
+			!equalInt(got.MaxTokens, tc.want.MaxTokens) || !equalInt(got.Dimensions, tc.want.Dimensions) ||
+			got.EncodingFormat != tc.want.EncodingFormat || string(got.Messages) != string(tc.want.Messages) ||
+			string(got.Prompt) != string(tc.want.Prompt) || string(got.Input) != string(tc.want.Input) {
+			t.Errorf("%s:\ngot  %+v\nwant %+v", tc.body, got, tc.want)
+		}
+	}
+}
+
+func equalInt(a, b *int) bool { return a == nil && b == nil || a != nil && b != nil && *a == *b }
 
 func TestUnusualModelName(t *testing.T) {
 	srv := newServer(t, Options{OutputTokens: 2})
