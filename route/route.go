@@ -2,27 +2,24 @@
 // is. A Router is a proxy.Admitter: for every call it
 //
 //   - refuses a key used from outside its source networks;
-//
 //   - classifies the request: classify.Decide over the key's or team's
 //     floor, the class header the client sent, and what the content
 //     detectors find in the request's text;
-//
 //   - keeps the endpoint's targets whose upstream may receive that class,
 //     cheapest first;
-//
 //   - when the class exceeds the cheapest target, does what the endpoint
 //     says: route to an eligible private upstream, mask the detected values
 //     and send to the cheap target anyway, or block;
-//
 //   - refuses the call when no target may receive it, so nothing is ever
 //     sent to an upstream above its class;
-//
 //   - appends an audit record for the call once its usage record is final:
 //     class and reasons, candidates, the upstream chosen, its egress class,
 //     the address actually dialed, and the decision.
 //
-//     r, err := route.New(route.Options{Levels: levels, Classifier: c, Upstreams: ups, Audit: chain})
-//     p := proxy.New(proxy.Options{Admitters: []proxy.Admitter{r}, ...}, endpoints)
+// The gateway installs it as its first admitter:
+//
+//	r, err := route.New(route.Options{Levels: levels, Classifier: c, Upstreams: ups, Audit: chain})
+//	p := proxy.New(proxy.Options{Admitters: []proxy.Admitter{r}, ...}, endpoints)
 package route
 
 import (
