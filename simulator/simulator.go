@@ -194,6 +194,13 @@ var (
 	outs    = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 )
 
+// putBuffer returns a buffer to the pool unless it grew large.
+func putBuffer(b *bytes.Buffer) {
+	if b.Cap() <= 1<<20 {
+		buffers.Put(b)
+	}
+}
+
 // putOut returns a response buffer to the pool unless it grew large.
 func putOut(out *[]byte, b []byte) {
 	if cap(b) <= 1<<20 {
@@ -254,7 +261,7 @@ func (s *server) generate(api string) http.HandlerFunc {
 		start := s.opts.Now()
 		buf := buffers.Get().(*bytes.Buffer)
 		buf.Reset()
-		defer buffers.Put(buf)
+		defer putBuffer(buf)
 		req, body, err := s.read(w, r, buf)
 		if err == nil {
 			err = s.check(api, &req)
@@ -366,7 +373,7 @@ func (g *generation) resetAt() int {
 func (g *generation) stream(object string, model []byte) {
 	flusher, _ := g.w.(http.Flusher)
 	buf := buffers.Get().(*bytes.Buffer)
-	defer buffers.Put(buf)
+	defer putBuffer(buf)
 	// prefix opens every chunk, up to the choices array.
 	prefix := make([]byte, 0, 160+len(model))
 	prefix = append(prefix, `data: {"id":"`...)
@@ -501,7 +508,7 @@ func (s *server) embeddings(w http.ResponseWriter, r *http.Request) {
 	start := s.opts.Now()
 	buf := buffers.Get().(*bytes.Buffer)
 	buf.Reset()
-	defer buffers.Put(buf)
+	defer putBuffer(buf)
 	req, body, err := s.read(w, r, buf)
 	var inputs []json.RawMessage
 	if err == nil {

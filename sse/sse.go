@@ -102,7 +102,8 @@ func (r *Reader) Next() (Event, error) {
 	}
 	r.spans = r.spans[:0]
 	nameFrom, nameTo := -1, -1
-	off := 0       // next unscanned byte, relative to r.start
+	off := 0       // start of the current line, relative to r.start
+	seen := 0      // bytes of the current line known to hold no line break
 	onlyLF := true // nothing but a carried-over "\n" has been seen
 	for {
 		rest := r.buf[r.start+off : r.end]
@@ -119,8 +120,10 @@ func (r *Reader) Next() (Event, error) {
 				rest = rest[1:]
 			}
 		}
-		n, term := lineEnd(rest)
+		n, term := lineEnd(rest[seen:])
+		n += seen
 		if term == 0 {
+			seen = len(rest) // a long line is not scanned again after each read
 			if r.end-r.start >= r.max {
 				r.err = ErrTooLarge
 				return Event{}, r.err
@@ -130,7 +133,7 @@ func (r *Reader) Next() (Event, error) {
 			}
 			continue
 		}
-		onlyLF = false
+		onlyLF, seen = false, 0
 		if term == 1 && rest[n] == '\r' && n+1 == len(rest) {
 			r.skipLF = true // a "\n" may follow in the next read
 		}
