@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"unicode/utf8"
 	"unsafe"
 
 	"github.com/sluice-gateway/sluice"
@@ -277,7 +278,7 @@ func (e *estimator) str(i int) int64 {
 	if !ok {
 		return 0
 	}
-	if bytes.IndexByte(raw, '\\') < 0 {
+	if bytes.IndexByte(raw, '\\') < 0 && utf8.Valid(raw) {
 		return e.count(transient(raw))
 	}
 	e.scratch = appendUnquote(e.scratch[:0], raw)

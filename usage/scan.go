@@ -34,6 +34,20 @@ func skipWS(b []byte, i int) int {
 // the quote at b[i], or -1 if it is not terminated.
 func stringEnd(b []byte, i int) int {
 	j := i + 1
+	// Most strings are short keys and values: a byte loop finds their end
+	// sooner than IndexByte can start.
+	for lim := min(len(b), j+24); j < lim; j++ {
+		switch b[j] {
+		case '"':
+			return j + 1
+		case '\\':
+			j++
+		}
+	}
+	if j >= len(b) {
+		return -1
+	}
+	// Long strings: find each quote and count the backslashes before it.
 	for {
 		k := bytes.IndexByte(b[j:], '"')
 		if k < 0 {

@@ -39,19 +39,19 @@ func scanTop(b []byte) (t top, ok bool) {
 	t.choices = -1
 	o := openObject(b, skipWS(b, 0))
 	for o.next() {
-		switch {
-		case keyIs(o.key, "usage"):
+		switch topKey(o.key) {
+		case "usage":
 			var end int
 			t.usage, end, t.hasUsage = parseUsage(b, o.val)
 			o.done(end)
-		case keyIs(o.key, "model"):
+		case "model":
 			raw, end, isStr := stringAt(b, o.val)
 			t.model = nil
 			if isStr {
 				t.model = raw
 			}
 			o.done(end)
-		case keyIs(o.key, "choices"):
+		case "choices":
 			t.choices = -1
 			if b[o.val] == '[' {
 				t.choices = 1
@@ -68,6 +68,26 @@ func scanTop(b []byte) (t top, ok bool) {
 		return top{choices: -1}, false
 	}
 	return t, true
+}
+
+// topKey returns the name of a top-level member scanTop reads, or "".
+func topKey(raw []byte) string {
+	switch string(raw) {
+	case "usage":
+		return "usage"
+	case "model":
+		return "model"
+	case "choices":
+		return "choices"
+	}
+	if bytes.IndexByte(raw, '\\') >= 0 {
+		for _, k := range [...]string{"usage", "model", "choices"} {
+			if keyIs(raw, k) {
+				return k
+			}
+		}
+	}
+	return ""
 }
 
 // parseUsage parses the usage value at b[i]. ok is false unless it is an
@@ -219,21 +239,26 @@ func lenMap(m *map[string]string) int {
 // Counting tokens piece by piece overstates the total; gather the text of a
 // whole stream and count it once.
 func AppendText(dst, data []byte) []byte {
+	mark := len(dst)
 	o := openObject(data, skipWS(data, 0))
-	choices := -1
 	for o.next() {
-		if keyIs(o.key, "choices") {
-			choices = o.val
+		if !keyIs(o.key, "choices") || data[o.val] != '[' {
+			if keyIs(o.key, "choices") {
+				dst = dst[:mark] // a later "choices" replaces an earlier one
+			}
+			o.skip()
+			continue
 		}
-		o.skip()
+		dst = dst[:mark]
+		a := openArray(data, o.val)
+		for a.next() {
+			dst = appendChoice(dst, data, a.val)
+			a.skip()
+		}
+		o.done(a.end)
 	}
-	if o.err || choices < 0 || data[choices] != '[' {
-		return dst
-	}
-	a := openArray(data, choices)
-	for a.next() {
-		dst = appendChoice(dst, data, a.val)
-		a.skip()
+	if o.err {
+		return dst[:mark]
 	}
 	return dst
 }
