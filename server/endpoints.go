@@ -83,11 +83,9 @@ func Endpoints(cfg *config.Config, catalog *pricing.Catalog, log *slog.Logger, t
 		for _, a := range e.APIs {
 			ep.APIs = append(ep.APIs, sluice.API(a))
 		}
-		t, err := target(ups[e.Upstream], e.Model, e.Price, catalog, log, e.Name)
-		if err != nil {
+		if ep.Targets, err = endpointTargets(e, ups, catalog, log); err != nil {
 			return nil, err
 		}
-		ep.Targets = []*proxy.Target{t}
 		eps = append(eps, ep)
 	}
 	return eps, nil
