@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 )
 
 // Budgets cap what a key, a team, an endpoint or a team on one endpoint may
@@ -80,8 +81,11 @@ func TeamEndpoint(team, endpoint string) string { return team + "/" + endpoint }
 // Validate reports what is wrong with b, if anything.
 func (b *Budget) Validate() error {
 	var errs []error
-	if b.ID == "" || len(b.ID) > 200 || strings.ContainsAny(b.ID, "\x00") {
-		errs = append(errs, errors.New("id must be 1 to 200 bytes without NUL"))
+	if b.ID == "" || len(b.ID) > 200 || !storable(b.ID) {
+		errs = append(errs, errors.New("id must be 1 to 200 bytes of UTF-8 without NUL"))
+	}
+	if !storable(b.Subject) {
+		errs = append(errs, errors.New("subject must be UTF-8 without NUL"))
 	}
 	switch b.Scope {
 	case ScopeKey, ScopeTeam, ScopeEndpoint:
@@ -115,6 +119,11 @@ func (b *Budget) Validate() error {
 		return fmt.Errorf("budget %q: %w", b.ID, err)
 	}
 	return nil
+}
+
+// storable reports whether s can be kept as text by every store.
+func storable(s string) bool {
+	return utf8.ValidString(s) && !strings.ContainsRune(s, 0)
 }
 
 // AppliesTo reports whether b covers a request with the given subjects.

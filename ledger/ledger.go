@@ -9,6 +9,10 @@
 // commit. A batch that fails is retried, with backoff, until it is written;
 // it is never dropped, and its waiters keep waiting.
 //
+// Writing a record also settles its request's budget reservation, in the
+// store's insert transaction (see sluice.BudgetStore): until the record is
+// committed, the request's worst-case cost stays held against its budgets.
+//
 //	w := ledger.New(st, ledger.Options{Logger: log})
 //	defer w.Close(ctx)
 //	...

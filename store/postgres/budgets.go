@@ -183,21 +183,32 @@ func (s *Store) Reserve(ctx context.Context, r sluice.Reservation, now time.Time
 		return fmt.Errorf("postgres: reserve: %w", err)
 	}
 	r.RequestID, r.Owner = cleanText(r.RequestID), cleanText(r.Owner)
+	for attempt := 1; ; attempt++ {
+		err := s.reserve(ctx, &r, now)
+		var pgErr *pgconn.PgError
+		if attempt < 3 && errors.As(err, &pgErr) && pgErr.Code == "23503" {
+			continue // a budget was deleted meanwhile: read them again
+		}
+		if err != nil && !errors.Is(err, sluice.ErrBudgetExceeded) {
+			err = fmt.Errorf("postgres: reserve %q: %w", r.RequestID, err)
+		}
+		return err
+	}
+}
+
+func (s *Store) reserve(ctx context.Context, r *sluice.Reservation, now time.Time) error {
 	scopes, subjects := targetArrays(r.Subjects.Targets())
 	// The definitions are read before the transaction, which saves a round
 	// trip. The counts, which are what must be exact, are read and
 	// changed inside it.
 	rows, _ := s.pool.Query(ctx, budgetsOnTargets, scopes, subjects, []string{})
 	budgets, err := pgx.CollectRows(rows, scanBudget)
-	if err != nil {
-		return fmt.Errorf("postgres: reserve %q: %w", r.RequestID, err)
-	}
-	if len(budgets) == 0 {
-		return nil
+	if err != nil || len(budgets) == 0 {
+		return err
 	}
 	holds, err := settle.Holds(budgets, r.AmountMicros, now)
 	if err != nil {
-		return fmt.Errorf("postgres: reserve %q: %w", r.RequestID, err)
+		return err
 	}
 	byID := indexBudgets(budgets)
 	ids := make([]string, len(holds))
@@ -205,7 +216,7 @@ func (s *Store) Reserve(ctx context.Context, r sluice.Reservation, now time.Time
 	for i, h := range holds {
 		ids[i], starts[i] = h.BudgetID, h.PeriodStart
 	}
-	err = s.inTx(ctx, func(tx pgx.Tx) error {
+	return s.inTx(ctx, func(tx pgx.Tx) error {
 		var batch pgx.Batch
 		batch.Queue(`INSERT INTO reservations
 			SELECT $1::text, $2::text, $3::bigint, $4::timestamptz, $5::timestamptz WHERE NOT EXISTS (SELECT 1 FROM usage WHERE request_id = $1)
@@ -240,7 +251,7 @@ func (s *Store) Reserve(ctx context.Context, r sluice.Reservation, now time.Time
 		}
 		if tag.RowsAffected() == 0 {
 			res.Close()
-			return s.reservedAlready(ctx, tx, &r)
+			return s.reservedAlready(ctx, tx, r)
 		}
 		refused := -1
 		for i := range queued {
@@ -271,10 +282,6 @@ func (s *Store) Reserve(ctx context.Context, r sluice.Reservation, now time.Time
 		}
 		return nil
 	})
-	if err != nil && !errors.Is(err, sluice.ErrBudgetExceeded) {
-		err = fmt.Errorf("postgres: reserve %q: %w", r.RequestID, err)
-	}
-	return err
 }
 
 // reservedAlready handles a reservation that was not inserted: a retry of

@@ -3,8 +3,11 @@
 // It is the store for more than one gateway replica: every replica writes
 // its usage records to the same tables, and inserts are idempotent on the
 // request id, so a batch retried after an ambiguous failure is harmless.
-// A batch of records is inserted with one statement (one round trip, one
-// transaction) by passing each column as an array and unnesting them.
+// A batch of records is inserted with one statement by passing each column
+// as an array and unnesting them; the same statement takes the budget
+// reservations of the records it inserted, and their settlement follows in
+// the same transaction (see budgets.go). Replicas share budget counters and
+// change them with conditional upserts, so a hard budget holds across them.
 //
 //	st, err := postgres.Open(ctx, "postgres://sluice@db/sluice")
 //	if err != nil { ... }

@@ -3,7 +3,11 @@
 // It is the single-node store: one file, opened by the gateway and, at the
 // same time, by the sluice CLI for key management. The database runs in WAL
 // mode, so readers never block the writer. Writes go through one dedicated
-// connection and are serialised; reads use a separate pool.
+// connection and are serialised; reads use a separate pool. Budget
+// reservations and their settlement, which InsertUsage does in the
+// transaction that inserts the records, are writes like any other, so a
+// hard budget holds within one process and across processes sharing the
+// file (see budgets.go).
 //
 // SQLite checkpoints the WAL automatically inside the COMMIT that crosses the
 // threshold, which shows up as 5–9 ms spikes in commit latency. The store
