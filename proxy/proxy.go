@@ -470,7 +470,7 @@ func (c *call) relayBody(ctx context.Context, resp *http.Response) error {
 	if ok {
 		c.setUsage(u, sluice.UsageUpstream)
 	} else {
-		c.estimate(completionText(c.api, body))
+		c.estimate(usage.AppendText(nil, body))
 	}
 	c.rec.Status = http.StatusOK
 	h := c.w.Header()

@@ -27,7 +27,8 @@ func (c *call) relayStream(ctx context.Context, resp *http.Response) error {
 	var (
 		u        usage.Usage
 		gotUsage bool
-		text     []byte // generated text, kept in case no usage arrives
+		raw      []byte // chunk data, kept in case no usage arrives
+		ends     []int  // end of each chunk in raw
 		done     []byte // the upstream's [DONE] event
 		readErr  error
 		writeErr error
@@ -53,8 +54,11 @@ func (c *call) relayStream(ctx context.Context, resp *http.Response) error {
 		if ch.HasUsage {
 			u, gotUsage = ch.Usage, true
 		}
-		if !gotUsage {
-			text = usage.AppendText(text, ev.Data)
+		if !gotUsage && len(ev.Data) > 0 {
+			// Keep the data; its text is extracted only if the stream
+			// ends without usage, which is rare.
+			raw = append(raw, ev.Data...)
+			ends = append(ends, len(raw))
 		}
 		if ch.UsageOnly && !c.req.includeUsage {
 			continue
@@ -67,6 +71,12 @@ func (c *call) relayStream(ctx context.Context, resp *http.Response) error {
 	if gotUsage {
 		c.setUsage(u, sluice.UsageUpstream)
 	} else {
+		var text []byte
+		start := 0
+		for _, end := range ends {
+			text = usage.AppendText(text, raw[start:end])
+			start = end
+		}
 		c.estimate(text)
 	}
 	switch {
@@ -152,32 +162,4 @@ func parseOpenAIError(raw []byte) (msg, typ, param, code string, ok bool) {
 		code = s
 	}
 	return b.Error.Message, b.Error.Type, param, code, true
-}
-
-// completionText returns the generated text of a non-streamed answer, for
-// estimating its tokens when the upstream reported none.
-func completionText(api sluice.API, body []byte) []byte {
-	if api == sluice.APIEmbeddings {
-		return nil
-	}
-	var b struct {
-		Choices []struct {
-			Text    string `json:"text"`
-			Message struct {
-				Content json.RawMessage `json:"content"`
-			} `json:"message"`
-		} `json:"choices"`
-	}
-	if json.Unmarshal(body, &b) != nil {
-		return nil
-	}
-	var out []byte
-	for _, ch := range b.Choices {
-		out = append(out, ch.Text...)
-		var s string
-		if json.Unmarshal(ch.Message.Content, &s) == nil {
-			out = append(out, s...)
-		}
-	}
-	return out
 }

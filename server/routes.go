@@ -35,7 +35,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		apierr.WriteOpenAI(w, apierr.NotFound("", "unknown_url", "Unknown request URL: %s %s.", r.Method, r.URL.Path))
 	})
-	return recoverer(s, mux)
+	return tracked(s, recoverer(s, mux))
 }
 
 // readyz answers 200 while the server accepts work and its store answers.
@@ -54,6 +54,15 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Write([]byte("ready\n"))
+}
+
+// tracked counts handlers in flight for graceful shutdown.
+func tracked(s *Server, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.inflight.Add(1)
+		defer s.inflight.Done()
+		next.ServeHTTP(w, r)
+	})
 }
 
 // recoverer turns a panicking handler into a 500 and a log line, except for

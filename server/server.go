@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -41,6 +42,7 @@ type Server struct {
 	net     *network
 
 	draining atomic.Bool
+	inflight sync.WaitGroup // handlers running, so shutdown can wait for their records
 	cancel   context.CancelFunc
 	closers  []func()
 }
@@ -203,6 +205,15 @@ func (s *Server) Serve(ctx context.Context, lns ...net.Listener) error {
 	if err := srv.Shutdown(sctx); err != nil {
 		s.log.Warn("grace period over; closing remaining connections", "err", err)
 		srv.Close()
+	}
+	// Close does not wait for handlers: wait (bounded) until the calls cut
+	// off have committed their records, so Close flushes them.
+	handlersDone := make(chan struct{})
+	go func() { s.inflight.Wait(); close(handlersDone) }()
+	select {
+	case <-handlersDone:
+	case <-time.After(30 * time.Second):
+		s.log.Error("handlers still running 30s after shutdown; their records may be written late")
 	}
 	cancel()
 	if errors.Is(serveErr, http.ErrServerClosed) {
