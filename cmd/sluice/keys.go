@@ -13,6 +13,8 @@ import (
 
 	"github.com/sluice-gateway/sluice"
 	"github.com/sluice-gateway/sluice/auth"
+	"github.com/sluice-gateway/sluice/classify"
+	"github.com/sluice-gateway/sluice/config"
 )
 
 func runKeys(ctx context.Context, args []string) error {
@@ -24,6 +26,7 @@ func runKeys(ctx context.Context, args []string) error {
 	path := configFlag(fs)
 	var (
 		team, name, endpoints, expires, format *string
+		sources, floor                         *string
 		admin                                  *bool
 	)
 	switch sub {
@@ -33,6 +36,8 @@ func runKeys(ctx context.Context, args []string) error {
 		endpoints = fs.String("endpoints", "", "comma-separated endpoints the key may use (default: all)")
 		expires = fs.String("expires", "", "expiry: a duration from now (720h) or a date (2027-01-31 or RFC 3339)")
 		admin = fs.Bool("admin", false, "grant admin rights")
+		sources = fs.String("source-cidrs", "", "comma-separated networks the key may be used from (default: anywhere)")
+		floor = fs.String("class-floor", "", "lowest data class of every request made with the key (default: the lowest class)")
 	case "list":
 		format = fs.String("format", "table", "table or json")
 	case "revoke":
@@ -68,6 +73,18 @@ func runKeys(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
+		if k.SourceCIDRs, err = config.ParsePrefixes(splitList(*sources)); err != nil {
+			return fmt.Errorf("--source-cidrs: %w", err)
+		}
+		if *floor != "" {
+			levels, err := classify.NewLevels(cfg.DataClasses.Levels)
+			if err != nil {
+				return err
+			}
+			if k.ClassFloor, err = levels.Parse(*floor); err != nil {
+				return fmt.Errorf("--class-floor: %q is not one of the classes %v", *floor, levels.Names())
+			}
+		}
 		if err := st.CreateKey(ctx, k); err != nil {
 			return err
 		}
@@ -99,6 +116,17 @@ func runKeys(ctx context.Context, args []string) error {
 		fmt.Printf("revoked %s (running gateways stop accepting it within seconds)\n", id)
 		return nil
 	}
+}
+
+// splitList splits a comma-separated flag value, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 func parseExpiry(s string, now time.Time) (time.Time, error) {
