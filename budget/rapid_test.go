@@ -41,7 +41,7 @@ func TestBudgetStateMachine(t *testing.T) {
 	// wipe empties a store; the other budget tables follow by cascade.
 	const wipe = `DELETE FROM usage; DELETE FROM budgets; DELETE FROM reservations;`
 	t.Run("SQLite", func(t *testing.T) {
-		defaultChecks(t, 30)
+		defaultChecks(t, 30) // SQLite is slow under -race
 		path := filepath.Join(t.TempDir(), "ledger.db")
 		st := openSQLite(t, path)
 		db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(5000)&_pragma=foreign_keys(1)")
@@ -60,7 +60,7 @@ func TestBudgetStateMachine(t *testing.T) {
 		})
 	})
 	t.Run("PostgreSQL", func(t *testing.T) {
-		defaultChecks(t, 20)
+		defaultChecks(t, 50)
 		dsn := storetest.PostgresDSN(t)
 		st := openPostgres(t, dsn)
 		db, err := sql.Open("pgx", dsn)
