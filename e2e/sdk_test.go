@@ -304,3 +304,21 @@ func TestSDKErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestAPIKeyHeader: a key is also accepted in the api-key header, as Azure
+// OpenAI clients send it.
+func TestAPIKeyHeader(t *testing.T) {
+	t.Parallel()
+	env := newEnv(t)
+	c := env.client("", option.WithHeader("api-key", env.Key))
+	var resp *http.Response
+	if _, err := c.Chat.Completions.New(context.Background(), chatParams(epChat), option.WithResponseInto(&resp)); err != nil {
+		t.Fatalf("chat with the key in api-key: %v", err)
+	}
+	if h := resp.Request.Header.Get("Authorization"); h != "" {
+		t.Fatalf("the SDK sent Authorization %q as well; the test proves nothing", h)
+	}
+	if rec := env.record(t, requestID(t, resp)); rec.KeyID != env.KeyID || rec.Status != http.StatusOK {
+		t.Errorf("record: key %q status %d, want %q 200", rec.KeyID, rec.Status, env.KeyID)
+	}
+}

@@ -88,15 +88,21 @@ func upstreamText(resp []byte) string {
 // carries the upstream's exact counts either way.
 func TestStreamUsage(t *testing.T) {
 	t.Parallel()
-	for _, asked := range []bool{false, true} {
-		name := map[bool]string{false: "client did not ask for usage", true: "client asked for usage"}[asked]
-		t.Run(name, func(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		opts  openai.ChatCompletionStreamOptionsParam
+		asked bool
+	}{
+		{name: "client did not ask for usage"},
+		{name: "client declined usage", opts: openai.ChatCompletionStreamOptionsParam{IncludeUsage: openai.Bool(false)}},
+		{name: "client asked for usage", opts: openai.ChatCompletionStreamOptionsParam{IncludeUsage: openai.Bool(true)}, asked: true},
+	} {
+		asked := tc.asked
+		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			env := newEnv(t, withSimulator(simulator.Options{OutputTokens: 24}))
 			params := chatParams(epChat)
-			if asked {
-				params.StreamOptions = openai.ChatCompletionStreamOptionsParam{IncludeUsage: openai.Bool(true)}
-			}
+			params.StreamOptions = tc.opts
 			s := streamChat(t, env.Client, context.Background(), params, nil)
 			if s.err != nil {
 				t.Fatalf("stream: %v", s.err)
@@ -245,6 +251,67 @@ func TestStreamClientDisconnect(t *testing.T) {
 	}
 	if n := env.recordCount(t); n != 1 {
 		t.Errorf("the ledger has %d records, want 1", n)
+	}
+}
+
+// TestClientDisconnectBeforeAnswer: a client that gives up while the
+// upstream is still thinking (before the first token, or before a
+// non-streamed answer is ready) cancels the upstream request and gets one
+// client_disconnect record.
+func TestClientDisconnectBeforeAnswer(t *testing.T) {
+	t.Parallel()
+	for _, stream := range []bool{true, false} {
+		name := map[bool]string{true: "streaming, before the first token", false: "not streaming"}[stream]
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			// 4s to the first token, or 4s to a whole answer of 200 tokens.
+			o := simulator.Options{TTFT: 4 * time.Second, OutputTokens: 16}
+			if !stream {
+				o = simulator.Options{TokensPerSecond: 50, OutputTokens: 200}
+			}
+			env := newEnv(t, withSimulator(o))
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			start := time.Now()
+			errc := make(chan error, 1)
+			go func() {
+				var err error
+				if stream {
+					err = streamChat(t, env.Client, ctx, chatParams(epChat), nil).err
+				} else {
+					_, err = env.Client.Chat.Completions.New(ctx, chatParams(epChat))
+				}
+				errc <- err
+			}()
+			// Leave once the upstream has the request.
+			for env.Up.Count() == 0 && time.Since(start) < 10*time.Second {
+				time.Sleep(5 * time.Millisecond)
+			}
+			cancel()
+			if err := <-errc; err == nil {
+				t.Fatalf("the call succeeded although the client cancelled it")
+			}
+			up := env.Up.only(t)
+			up.wait(t)
+			if !up.Cancelled() {
+				t.Errorf("the upstream's request was not cancelled when the client went away")
+			}
+			if took := time.Since(start); took >= 2*time.Second {
+				t.Errorf("the upstream ran for %v of its 4s for a client that left at once", took)
+			}
+			// The client never saw a request id: find the record by count.
+			deadline := time.Now().Add(10 * time.Second)
+			for env.recordCount(t) == 0 && time.Now().Before(deadline) {
+				time.Sleep(20 * time.Millisecond)
+			}
+			rows, err := env.srv.Store().UsageReport(context.Background(), sluice.UsageQuery{GroupBy: []sluice.UsageGroup{sluice.GroupEndpoint}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(rows) != 1 || rows[0].Requests != 1 || rows[0].Errors != 1 || rows[0].Keys[0] != epChat {
+				t.Errorf("ledger: %+v, want one failed request on %s", rows, epChat)
+			}
+		})
 	}
 }
 
