@@ -411,13 +411,14 @@ endpoints: [{name: chat, upstream: legacy}]
 
 // BenchmarkGatewayDetectors drives the real handler over loopback HTTP
 // with a 2 KB prompt to the in-process simulator, with the content
-// detectors on and off (the audit trail is on in both).
+// detectors on and off (the audit trail on), and with both off.
 func BenchmarkGatewayDetectors(b *testing.B) {
 	prompt := strings.Repeat("Please summarise the quarterly figures for the regional teams and list open questions. ", 24)[:2048]
 	body, _ := json.Marshal(map[string]any{"model": "sim-chat", "messages": []map[string]string{{"role": "user", "content": prompt}}})
 	for _, tc := range []struct{ name, extra string }{
 		{"detectors-on", ""},
 		{"detectors-off", "data_classes: {scan_content: false}\n"},
+		{"detectors-off-audit-off", "data_classes: {scan_content: false}\naudit: {enabled: false}\n"},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			dir := b.TempDir()
