@@ -29,8 +29,10 @@ type Config struct {
 	Prices Prices `yaml:"prices"`
 	// RateLimits caps requests and tokens per minute (limits.go).
 	RateLimits RateLimits `yaml:"rate_limits"`
-	Upstreams  []Upstream `yaml:"upstreams"`
-	Endpoints  []Endpoint `yaml:"endpoints"`
+	// Budgets configures reservations and alerts (budgets.go).
+	Budgets   Budgets    `yaml:"budgets"`
+	Upstreams []Upstream `yaml:"upstreams"`
+	Endpoints []Endpoint `yaml:"endpoints"`
 
 	// Network settings: listeners, egress policy, data classes, audit
 	// (network.go).

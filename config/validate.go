@@ -47,6 +47,7 @@ func (c *Config) applyDefaults() {
 	}
 	c.networkDefaults()
 	c.limitDefaults()
+	c.budgetDefaults()
 	setDefault(&c.Log.Level, "info")
 	setDefault(&c.Log.Format, "json")
 	for i := range c.Upstreams {
@@ -260,6 +261,7 @@ func (c *Config) Validate() Errors {
 	}
 	c.validateNetwork(add)
 	c.validateLimits(add)
+	c.validateBudgets(add)
 	return errs
 }
 

@@ -22,6 +22,7 @@ import (
 	"github.com/sluice-gateway/sluice/apierr"
 	"github.com/sluice-gateway/sluice/auth"
 	"github.com/sluice-gateway/sluice/egress"
+	"github.com/sluice-gateway/sluice/ledger"
 	"github.com/sluice-gateway/sluice/pricing"
 	"github.com/sluice-gateway/sluice/provider"
 	"github.com/sluice-gateway/sluice/usage"
@@ -539,7 +540,10 @@ func (c *call) commit() {
 	if c.p.o.CommitWait != nil {
 		c.p.o.CommitWait(wait, err != nil)
 	}
-	if err != nil {
+	switch {
+	case errors.Is(err, ledger.ErrClosed):
+		c.p.o.Logger.Error("usage record lost: the ledger was already closed", "request_id", c.rec.RequestID)
+	case err != nil:
 		c.p.o.Logger.Error("usage record not yet committed; answering anyway, the record stays queued",
 			"request_id", c.rec.RequestID, "err", err)
 	}

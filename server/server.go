@@ -17,8 +17,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
-	"github.com/sluice-gateway/sluice"
+	"github.com/sluice-gateway/sluice/admission"
 	"github.com/sluice-gateway/sluice/auth"
+	"github.com/sluice-gateway/sluice/budget"
 	"github.com/sluice-gateway/sluice/config"
 	"github.com/sluice-gateway/sluice/ledger"
 	"github.com/sluice-gateway/sluice/metrics"
@@ -33,18 +34,24 @@ import (
 type Server struct {
 	cfg     *config.Config
 	log     *slog.Logger
-	store   sluice.Store
-	ledger  *ledger.Writer
-	auth    *auth.Authenticator
-	proxy   *proxy.Proxy
-	reg     *prometheus.Registry
-	handler http.Handler
-	net     *network
+	store   store.Store
+	budgets *budget.Manager
+	// budgetList is the admitter's cached budget list, refreshed after
+	// admin changes.
+	budgetList *admission.Budgets
+	ledger     *ledger.Writer
+	auth       *auth.Authenticator
+	proxy      *proxy.Proxy
+	reg        *prometheus.Registry
+	handler    http.Handler
+	net        *network
 
 	draining atomic.Bool
 	inflight sync.WaitGroup // handlers running, so shutdown can wait for their records
 	cancel   context.CancelFunc
 	closers  []func()
+	// background tasks run while serving, until shutdown.
+	background []func(ctx context.Context)
 }
 
 // Options are the parts of a Server that come from outside the config.
@@ -94,6 +101,9 @@ func (s *Server) build(ctx context.Context, o Options) error {
 		return fmt.Errorf("load keys: %w", err)
 	}
 	counter := &usage.Counter{}
+	// Load the tokenizer's vocabularies now rather than inside the first
+	// request that needs an estimate.
+	go counter.Preload()
 	s.net, err = newNetwork(ctx, cfg, s.store, s.log, s.reg)
 	if err != nil {
 		s.ledger.Close(ctx)
@@ -114,6 +124,12 @@ func (s *Server) build(ctx context.Context, o Options) error {
 	if rl != nil {
 		admitters = append(admitters, rl)
 	}
+	ba, err := s.budgetAdmitter(ctx, cfg, m)
+	if err != nil {
+		s.ledger.Close(ctx)
+		return err
+	}
+	admitters = append(admitters, ba)
 	s.proxy = proxy.New(proxy.Options{
 		Auth:               s.auth,
 		Ledger:             s.ledger,
@@ -164,7 +180,7 @@ func Catalog(cfg *config.Config) (*pricing.Catalog, error) {
 func (s *Server) Handler() http.Handler { return s.handler }
 
 // Store is the server's store.
-func (s *Server) Store() sluice.Store { return s.store }
+func (s *Server) Store() store.Store { return s.store }
 
 // Registry is the server's metrics registry.
 func (s *Server) Registry() *prometheus.Registry { return s.reg }
@@ -180,6 +196,9 @@ func (s *Server) Serve(ctx context.Context, lns ...net.Listener) error {
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancel = cancel
 	go s.auth.Run(bg)
+	for _, run := range s.background {
+		go run(bg)
+	}
 	srv := &http.Server{
 		Handler:           s.handler,
 		ReadHeaderTimeout: s.cfg.Server.ReadHeaderTimeout.D(),
