@@ -32,8 +32,9 @@ type Authenticator struct {
 
 	keys atomic.Pointer[map[string]*sluice.Key]
 
-	mu     sync.Mutex
-	misses map[string]time.Time // ids recently not found in the store
+	mu      sync.Mutex
+	misses  map[string]time.Time // ids recently not found in the store
+	pending map[string]*pendingLookup
 }
 
 // Options tune an Authenticator. Zero values get defaults.
@@ -45,7 +46,7 @@ type Options struct {
 
 // New loads every key from store and returns an Authenticator.
 func New(ctx context.Context, store sluice.KeyStore, o Options) (*Authenticator, error) {
-	a := &Authenticator{store: store, log: o.Logger, now: o.Now, interval: o.Refresh, misses: map[string]time.Time{}}
+	a := &Authenticator{store: store, log: o.Logger, now: o.Now, interval: o.Refresh, misses: map[string]time.Time{}, pending: map[string]*pendingLookup{}}
 	if a.now == nil {
 		a.now = time.Now
 	}
@@ -126,37 +127,58 @@ func (a *Authenticator) Authenticate(ctx context.Context, secret string) (*sluic
 }
 
 // lookup asks the store for a key this process has not loaded yet (created
-// since the last refresh). Misses are remembered until the next refresh so
-// that a stream of well-formed but unknown ids cannot flood the store.
+// since the last refresh). Concurrent first sights of one id share one
+// store lookup. Misses are remembered until the next refresh so that a
+// stream of well-formed but unknown ids cannot flood the store.
 func (a *Authenticator) lookup(ctx context.Context, id string) *sluice.Key {
 	a.mu.Lock()
-	_, missed := a.misses[id]
-	full := len(a.misses) >= maxMisses
-	if !missed && !full {
-		a.misses[id] = a.now()
-	}
-	a.mu.Unlock()
-	if missed || full {
+	if _, missed := a.misses[id]; missed {
+		a.mu.Unlock()
 		return nil
 	}
-	k, err := a.store.Key(ctx, id)
-	if err != nil {
-		if !errors.Is(err, sluice.ErrNotFound) {
-			a.log.Warn("key lookup failed", "key_id", id, "err", err)
+	if p, ok := a.pending[id]; ok {
+		a.mu.Unlock()
+		select {
+		case <-p.done:
+			return p.key
+		case <-ctx.Done():
+			return nil
 		}
+	}
+	if len(a.misses)+len(a.pending) >= maxMisses {
+		a.mu.Unlock()
 		return nil
 	}
-	a.mu.Lock()
-	delete(a.misses, id)
-	old := *a.keys.Load()
-	m := make(map[string]*sluice.Key, len(old)+1)
-	for i, v := range old {
-		m[i] = v
-	}
-	m[id] = &k
-	a.keys.Store(&m)
+	p := &pendingLookup{done: make(chan struct{})}
+	a.pending[id] = p
 	a.mu.Unlock()
-	return &k
+
+	k, err := a.store.Key(context.WithoutCancel(ctx), id)
+	a.mu.Lock()
+	delete(a.pending, id)
+	switch {
+	case err == nil:
+		p.key = &k
+		old := *a.keys.Load()
+		m := make(map[string]*sluice.Key, len(old)+1)
+		for i, v := range old {
+			m[i] = v
+		}
+		m[id] = &k
+		a.keys.Store(&m)
+	case errors.Is(err, sluice.ErrNotFound):
+		a.misses[id] = a.now()
+	default:
+		a.log.Warn("key lookup failed", "key_id", id, "err", err)
+	}
+	a.mu.Unlock()
+	close(p.done)
+	return p.key
+}
+
+type pendingLookup struct {
+	done chan struct{}
+	key  *sluice.Key
 }
 
 // maxMisses bounds the memory of unknown ids between refreshes.

@@ -176,3 +176,35 @@ func TestAuthenticator(t *testing.T) {
 		t.Fatalf("revoked key accepted: %v", err)
 	}
 }
+
+// TestConcurrentFirstSight: many requests with a key created after the
+// last refresh all succeed, with one store lookup between them.
+func TestConcurrentFirstSight(t *testing.T) {
+	ctx := context.Background()
+	st := &memKeys{keys: map[string]sluice.Key{}}
+	a, err := New(ctx, st, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret, k, _ := NewKey("t", "", false, nil, time.Time{}, time.Now())
+	st.CreateKey(ctx, k)
+	var wg sync.WaitGroup
+	errs := make(chan error, 100)
+	for i := 0; i < 100; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := a.Authenticate(ctx, secret); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("concurrent first use refused: %v", err)
+	}
+	if st.lookups != 1 {
+		t.Fatalf("store lookups = %d, want 1", st.lookups)
+	}
+}

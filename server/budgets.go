@@ -105,3 +105,7 @@ func (c *budgetCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(reservationsDesc, prometheus.GaugeValue, float64(n))
 	}
 }
+
+// RefreshBudgets reloads the budget list the gateway checks requests
+// against (it also refreshes itself every budgets.reconcile_interval).
+func (s *Server) RefreshBudgets(ctx context.Context) error { return s.budgetList.Refresh(ctx) }

@@ -25,6 +25,10 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("POST /admin/v1/keys", s.admin(s.adminCreateKey))
 	mux.Handle("DELETE /admin/v1/keys/{id}", s.admin(s.adminRevokeKey))
 	mux.Handle("GET /admin/v1/usage", s.admin(s.adminUsage))
+	mux.Handle("GET /admin/v1/budgets", s.admin(s.adminListBudgets))
+	mux.Handle("POST /admin/v1/budgets", s.admin(s.adminCreateBudget))
+	mux.Handle("GET /admin/v1/budgets/{id}", s.admin(s.adminGetBudget))
+	mux.Handle("DELETE /admin/v1/budgets/{id}", s.admin(s.adminDeleteBudget))
 
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{Registry: s.reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {

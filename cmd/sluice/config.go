@@ -8,7 +8,6 @@ import (
 	"io/fs"
 	"os"
 
-	"github.com/sluice-gateway/sluice"
 	"github.com/sluice-gateway/sluice/config"
 	"github.com/sluice-gateway/sluice/store"
 	"github.com/sluice-gateway/sluice/store/sqlite"
@@ -38,7 +37,7 @@ func loadConfig(path string) (*config.Config, string, error) {
 	return c, path, err
 }
 
-func openStore(ctx context.Context, cfg *config.Config) (sluice.Store, error) {
+func openStore(ctx context.Context, cfg *config.Config) (store.Store, error) {
 	return store.Open(ctx, cfg.Ledger.DSN, sqlite.Options{Synchronous: cfg.Ledger.Synchronous})
 }
 

@@ -19,6 +19,7 @@ func commands() []command {
 	return []command{
 		{"serve", "run the gateway", runServe},
 		{"keys", "create, list and revoke API keys", runKeys},
+		{"budgets", "create, list and delete spending budgets", runBudgets},
 		{"usage", "report metered usage and cost from the ledger", runUsage},
 		{"prices", "print the effective price table", runPrices},
 		{"config", "check a config file, or print the default one", runConfig},
