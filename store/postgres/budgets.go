@@ -466,13 +466,16 @@ func (s *Store) OutstandingReservations(ctx context.Context) (int64, error) {
 	return n, nil
 }
 
-// settleSQL inserts a batch of usage records (as insertUsageSQL does)
-// and, in the same statement, deletes the reservations of the records it
-// inserted. It returns, for each record inserted, what settlement needs,
-// one row per hold of its reservation (NULLs if it has none), and whether
-// any budget exists at all.
+// settleSQL inserts a batch of usage records (as insertUsageSQL does),
+// adds those it inserted to the daily rollup and, in the same statement,
+// deletes their reservations. It returns, for each record inserted, what
+// settlement needs, one row per hold of its reservation (NULLs if it has
+// none), and whether any budget exists at all. Rollup rows are written in
+// key order, so that concurrent batches lock them in the same order.
 const settleSQL = `WITH ins AS (` + insertUsageSQL + `
-		RETURNING request_id, requested_at, key_id, team, endpoint, cost_micros),
+		RETURNING request_id, requested_at, key_id, team, end_user, endpoint, upstream, upstream_model,
+			prompt_tokens, completion_tokens, total_tokens, error_class, cost_micros),
+	days AS (` + addDailySQL + `),
 	res AS (DELETE FROM reservations r USING ins WHERE r.request_id = ins.request_id
 		RETURNING r.request_id)
 	SELECT ins.request_id, ins.requested_at, ins.key_id, ins.team, ins.endpoint, ins.cost_micros,

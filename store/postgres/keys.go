@@ -13,7 +13,11 @@ import (
 
 const keyColumns = `id, hash, name, team, admin, endpoints, expires_at, created_at, revoked_at, source_cidrs, class_floor`
 
-// CreateKey stores k, or returns sluice.ErrConflict if its id exists.
+// CreateKey stores k, or returns sluice.ErrConflict if its id exists. A
+// team that k names and that does not exist is created in the same
+// statement. The statement locks the keys table against DeleteTeam's
+// SHARE lock before it looks at teams, so a team cannot be deleted between
+// the two inserts.
 func (s *Store) CreateKey(ctx context.Context, k sluice.Key) error {
 	eps := k.Endpoints
 	if eps == nil {
@@ -23,14 +27,20 @@ func (s *Store) CreateKey(ctx context.Context, k sluice.Key) error {
 	for i, p := range k.SourceCIDRs {
 		cidrs[i] = p.String()
 	}
-	tag, err := s.pool.Exec(ctx, `INSERT INTO keys (`+keyColumns+`)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (id) DO NOTHING`,
+	var inserted int64
+	err := s.pool.QueryRow(ctx, `WITH k AS (INSERT INTO keys (`+keyColumns+`)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (id) DO NOTHING
+			RETURNING team, created_at),
+		t AS (INSERT INTO teams (`+teamColumns+`)
+			SELECT team, '', '', created_at FROM k WHERE team <> ''
+			ON CONFLICT (name) DO NOTHING)
+		SELECT count(*) FROM k`,
 		k.ID, k.Hash[:], k.Name, k.Team, k.Admin, eps,
-		nullTime(k.ExpiresAt), k.CreatedAt, nullTime(k.RevokedAt), cidrs, k.ClassFloor)
+		nullTime(k.ExpiresAt), k.CreatedAt, nullTime(k.RevokedAt), cidrs, k.ClassFloor).Scan(&inserted)
 	if err != nil {
 		return fmt.Errorf("postgres: create key %q: %w", k.ID, err)
 	}
-	if tag.RowsAffected() == 0 {
+	if inserted == 0 {
 		return fmt.Errorf("postgres: create key %q: %w", k.ID, sluice.ErrConflict)
 	}
 	return nil

@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/sluice-gateway/sluice"
+	"github.com/sluice-gateway/sluice/store/internal/daily"
 )
 
 const usageColumns = `request_id, requested_at, key_id, team, end_user, endpoint, api, upstream,
@@ -23,6 +24,28 @@ const insertUsageSQL = `INSERT INTO usage (` + usageColumns + `)
 		$8::text[], $9::text[], $10::bigint[], $11::bigint[], $12::bigint[], $13::text[], $14::bigint[],
 		$15::text[], $16::integer[], $17::text[], $18::bigint[], $19::bigint[], $20::boolean[], $21::text[])
 	ON CONFLICT (request_id) DO NOTHING`
+
+// addDailySQL adds the records of the CTE ins to the daily rollup.
+const addDailySQL = `INSERT INTO usage_daily AS d
+	SELECT (requested_at AT TIME ZONE 'UTC')::date,
+		team, endpoint, key_id, end_user, upstream_model, upstream,
+		count(*), count(*) FILTER (WHERE error_class <> ''), sum(prompt_tokens), sum(completion_tokens), sum(total_tokens), sum(cost_micros)
+	FROM ins GROUP BY 1, 2, 3, 4, 5, 6, 7 ORDER BY 1, 2, 3, 4, 5, 6, 7
+	ON CONFLICT (day, team, endpoint, key_id, end_user, upstream_model, upstream) DO UPDATE SET
+		requests = d.requests + excluded.requests,
+		errors = d.errors + excluded.errors,
+		prompt_tokens = d.prompt_tokens + excluded.prompt_tokens,
+		completion_tokens = d.completion_tokens + excluded.completion_tokens,
+		total_tokens = d.total_tokens + excluded.total_tokens,
+		cost_micros = d.cost_micros + excluded.cost_micros`
+
+// backfillDailySQL builds the daily rollup from the ledger, as migration
+// 020 does (a test keeps the two identical).
+const backfillDailySQL = `INSERT INTO usage_daily
+	SELECT (requested_at AT TIME ZONE 'UTC')::date,
+		team, endpoint, key_id, end_user, upstream_model, upstream,
+		count(*), count(*) FILTER (WHERE error_class <> ''), sum(prompt_tokens), sum(completion_tokens), sum(total_tokens), sum(cost_micros)
+	FROM usage GROUP BY 1, 2, 3, 4, 5, 6, 7;`
 
 // usageColumnsArrays holds a batch column by column.
 type usageArrays struct {
@@ -118,8 +141,8 @@ func (s *Store) Usage(ctx context.Context, requestID string) (sluice.UsageRecord
 	return r, nil
 }
 
-// groupExpr maps each grouping to the SQL expression that yields its key.
-// A day is the UTC calendar date.
+// groupExpr maps each grouping to the SQL expression that yields its key
+// from a raw record. A day is the UTC calendar date.
 var groupExpr = map[sluice.UsageGroup]string{
 	sluice.GroupTeam:     "team",
 	sluice.GroupEndpoint: "endpoint",
@@ -130,54 +153,120 @@ var groupExpr = map[sluice.UsageGroup]string{
 	sluice.GroupDay:      `to_char(requested_at AT TIME ZONE 'UTC', 'YYYY-MM-DD') COLLATE "C"`,
 }
 
+// dailyGroupExpr is groupExpr for a row of the daily rollup.
+var dailyGroupExpr = map[sluice.UsageGroup]string{
+	sluice.GroupTeam:     "team",
+	sluice.GroupEndpoint: "endpoint",
+	sluice.GroupKey:      "key_id",
+	sluice.GroupUser:     "end_user",
+	sluice.GroupModel:    "upstream_model",
+	sluice.GroupUpstream: "upstream",
+	sluice.GroupDay:      `to_char(day, 'YYYY-MM-DD') COLLATE "C"`,
+}
+
 // UsageReport sums the records in [q.From, q.To) by q.GroupBy, ordered by
 // the group keys (byte order). Groups without records are not returned.
+// Whole UTC days in the range are read from the daily rollup; only the
+// partial days at its edges are read from the ledger.
 func (s *Store) UsageReport(ctx context.Context, q sluice.UsageQuery) ([]sluice.UsageRow, error) {
-	var sel, where []string
-	var args []any
-	for _, g := range q.GroupBy {
-		e, ok := groupExpr[g]
-		if !ok {
-			return nil, fmt.Errorf("postgres: usage report: unknown group %q", g)
-		}
-		sel = append(sel, e)
-	}
+	return s.report(ctx, q, daily.Split(q.From, q.To))
+}
+
+// rawPlan reads the whole range from the ledger; tests compare it with
+// the rollup.
+func rawPlan(q sluice.UsageQuery) daily.Plan {
+	var r daily.Range
 	if !q.From.IsZero() {
-		args = append(args, q.From)
-		where = append(where, fmt.Sprintf("requested_at >= $%d", len(args)))
+		r.From, r.HasFrom = daily.Micros(q.From), true
 	}
 	if !q.To.IsZero() {
-		args = append(args, q.To)
-		where = append(where, fmt.Sprintf("requested_at < $%d", len(args)))
+		r.To, r.HasTo = daily.Micros(q.To), true
+	}
+	return daily.Plan{Raw: []daily.Range{r}}
+}
+
+// report runs q with the records coming from where p says. Each part is
+// summed on its own; several parts are summed again over their union.
+// sum(bigint) is numeric, so it cannot overflow silently; the casts back
+// to bigint fail loudly if a total does not fit.
+func (s *Store) report(ctx context.Context, q sluice.UsageQuery, p daily.Plan) ([]sluice.UsageRow, error) {
+	for _, g := range q.GroupBy {
+		if _, ok := groupExpr[g]; !ok {
+			return nil, fmt.Errorf("postgres: usage report: unknown group %q", g)
+		}
+	}
+	var (
+		parts []string
+		args  []any
+	)
+	ordinals := make([]string, len(q.GroupBy))
+	for i := range q.GroupBy {
+		ordinals[i] = fmt.Sprint(i + 1)
+	}
+	part := func(exprs map[sluice.UsageGroup]string, sums, from, where string) {
+		var b strings.Builder
+		b.WriteString("SELECT ")
+		for i, g := range q.GroupBy {
+			fmt.Fprintf(&b, "%s AS g%d, ", exprs[g], i)
+		}
+		b.WriteString(sums + " FROM " + from)
+		if where != "" {
+			b.WriteString(" WHERE " + where)
+		}
+		if len(ordinals) > 0 {
+			b.WriteString(" GROUP BY " + strings.Join(ordinals, ", "))
+		} else {
+			// Without GROUP BY an aggregate yields one row even for no input.
+			b.WriteString(" HAVING count(*) > 0")
+		}
+		parts = append(parts, b.String())
+	}
+	bounds := func(col, typ string, r daily.Range, conv func(int64) time.Time) string {
+		var w []string
+		if r.HasFrom {
+			args = append(args, conv(r.From))
+			w = append(w, fmt.Sprintf("%s >= $%d::%s", col, len(args), typ))
+		}
+		if r.HasTo {
+			args = append(args, conv(r.To))
+			w = append(w, fmt.Sprintf("%s < $%d::%s", col, len(args), typ))
+		}
+		return strings.Join(w, " AND ")
+	}
+	fromMicros := func(us int64) time.Time { return time.UnixMicro(us).UTC() }
+	if p.Daily {
+		part(dailyGroupExpr, `sum(requests)::bigint AS n, sum(errors)::bigint AS e, sum(prompt_tokens)::bigint AS p,
+			sum(completion_tokens)::bigint AS c, sum(total_tokens)::bigint AS t, sum(cost_micros)::bigint AS m`,
+			"usage_daily", bounds("day", "date", p.Days, daily.DayStart))
+	}
+	for _, r := range p.Raw {
+		part(groupExpr, `count(*) AS n, count(*) FILTER (WHERE error_class <> '') AS e, sum(prompt_tokens)::bigint AS p,
+			sum(completion_tokens)::bigint AS c, sum(total_tokens)::bigint AS t, sum(cost_micros)::bigint AS m`,
+			"usage", bounds("requested_at", "timestamptz", r, fromMicros))
 	}
 	var b strings.Builder
-	b.WriteString("SELECT ")
-	for _, e := range sel {
-		b.WriteString(e + ", ")
-	}
-	// sum(bigint) is numeric, so it cannot overflow silently; the cast
-	// back to bigint fails loudly if a total does not fit.
-	b.WriteString(`count(*), count(*) FILTER (WHERE error_class <> ''), sum(prompt_tokens)::bigint,
-		sum(completion_tokens)::bigint, sum(total_tokens)::bigint, sum(cost_micros)::bigint FROM usage`)
-	if len(where) > 0 {
-		b.WriteString(" WHERE " + strings.Join(where, " AND "))
-	}
-	if len(sel) > 0 {
-		var ord []string
-		for i := range sel {
-			ord = append(ord, fmt.Sprint(i+1))
-		}
-		b.WriteString(" GROUP BY " + strings.Join(ord, ", "))
-		b.WriteString(" ORDER BY " + strings.Join(ord, ", "))
+	if len(parts) == 1 {
+		b.WriteString(parts[0])
 	} else {
-		// Without GROUP BY an aggregate yields one row even for no input.
-		b.WriteString(" HAVING count(*) > 0")
+		b.WriteString("SELECT ")
+		for i := range q.GroupBy {
+			fmt.Fprintf(&b, "g%d, ", i)
+		}
+		b.WriteString(`sum(n)::bigint, sum(e)::bigint, sum(p)::bigint, sum(c)::bigint, sum(t)::bigint, sum(m)::bigint FROM (`)
+		b.WriteString(strings.Join(parts, " UNION ALL "))
+		b.WriteString(") AS parts")
+		if len(ordinals) > 0 {
+			b.WriteString(" GROUP BY " + strings.Join(ordinals, ", "))
+		}
+	}
+	if len(ordinals) > 0 {
+		b.WriteString(" ORDER BY " + strings.Join(ordinals, ", "))
 	}
 
 	rows, _ := s.pool.Query(ctx, b.String(), args...)
 	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (sluice.UsageRow, error) {
-		r := sluice.UsageRow{Keys: make([]string, len(sel))}
-		dest := make([]any, 0, len(sel)+6)
+		r := sluice.UsageRow{Keys: make([]string, len(q.GroupBy))}
+		dest := make([]any, 0, len(q.GroupBy)+6)
 		for i := range r.Keys {
 			dest = append(dest, &r.Keys[i])
 		}

@@ -14,7 +14,8 @@ import (
 
 const keyColumns = `id, hash, name, team, admin, endpoints, expires_at, created_at, revoked_at, source_cidrs, class_floor`
 
-// CreateKey stores k, or returns sluice.ErrConflict if its id exists.
+// CreateKey stores k, or returns sluice.ErrConflict if its id exists. A
+// team that k names and that does not exist is created with it.
 func (s *Store) CreateKey(ctx context.Context, k sluice.Key) error {
 	eps := k.Endpoints
 	if eps == nil {
@@ -44,6 +45,9 @@ func (s *Store) CreateKey(ctx context.Context, k sluice.Key) error {
 			return fmt.Errorf("sqlite: create key %q: %w", k.ID, err)
 		} else if n == 0 {
 			return fmt.Errorf("sqlite: create key %q: %w", k.ID, sluice.ErrConflict)
+		}
+		if err := ensureTeam(ctx, tx, k.Team, k.CreatedAt); err != nil {
+			return fmt.Errorf("sqlite: create key %q: %w", k.ID, err)
 		}
 		return nil
 	})

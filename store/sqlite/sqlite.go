@@ -82,6 +82,7 @@ type Store struct {
 	log    *slog.Logger
 
 	insertUsage *sql.Stmt // prepared on the writer connection
+	addDaily    *sql.Stmt // prepared on the writer connection
 
 	written  atomic.Int64  // rows written since the last checkpoint
 	wake     chan struct{} // wakes the checkpointer early
@@ -194,7 +195,13 @@ func open(path string, opts Options) (*Store, error) {
 	s.ckpt.SetMaxIdleConns(1)
 
 	s.insertUsage, err = s.writer.Prepare(insertUsageSQL)
+	if err == nil {
+		s.addDaily, err = s.writer.Prepare(addDailySQL)
+	}
 	if err != nil {
+		if s.insertUsage != nil {
+			s.insertUsage.Close()
+		}
 		s.writer.Close()
 		s.reader.Close()
 		s.ckpt.Close()
@@ -292,6 +299,7 @@ func (s *Store) Close() error {
 		s.checkpoint()
 		s.closeErr = errors.Join(
 			s.insertUsage.Close(),
+			s.addDaily.Close(),
 			s.reader.Close(),
 			s.ckpt.Close(),
 			s.writer.Close(),

@@ -1,0 +1,42 @@
+-- Teams: keys name their team, and a key created for a team that does not
+-- exist creates it. Existing teams are those keys already name.
+CREATE TABLE teams (
+	name        text COLLATE "C" PRIMARY KEY,
+	description text        NOT NULL,
+	class_floor text        NOT NULL, -- '' means the lowest class
+	created_at  timestamptz NOT NULL
+);
+
+INSERT INTO teams (name, description, class_floor, created_at)
+	SELECT team, '', '', min(created_at) FROM keys WHERE team <> '' GROUP BY team;
+
+-- Deleting a team looks for its active keys.
+CREATE INDEX keys_team ON keys (team);
+
+-- Daily rollup of the ledger, which chargeback reports read for whole UTC
+-- days instead of the raw rows. InsertUsage adds each newly inserted record
+-- to its row in the same statement that inserts it. day is the UTC
+-- calendar day.
+CREATE TABLE usage_daily (
+	day               date   NOT NULL,
+	team              text COLLATE "C" NOT NULL,
+	endpoint          text COLLATE "C" NOT NULL,
+	key_id            text COLLATE "C" NOT NULL,
+	end_user          text COLLATE "C" NOT NULL,
+	upstream_model    text COLLATE "C" NOT NULL,
+	upstream          text COLLATE "C" NOT NULL,
+	requests          bigint NOT NULL,
+	errors            bigint NOT NULL,
+	prompt_tokens     bigint NOT NULL,
+	completion_tokens bigint NOT NULL,
+	total_tokens      bigint NOT NULL,
+	cost_micros       bigint NOT NULL,
+	PRIMARY KEY (day, team, endpoint, key_id, end_user, upstream_model, upstream)
+);
+
+-- Backfill from the ledger (the same statement as backfillDailySQL).
+INSERT INTO usage_daily
+	SELECT (requested_at AT TIME ZONE 'UTC')::date,
+		team, endpoint, key_id, end_user, upstream_model, upstream,
+		count(*), count(*) FILTER (WHERE error_class <> ''), sum(prompt_tokens), sum(completion_tokens), sum(total_tokens), sum(cost_micros)
+	FROM usage GROUP BY 1, 2, 3, 4, 5, 6, 7;

@@ -1,0 +1,42 @@
+-- Teams: keys name their team, and a key created for a team that does not
+-- exist creates it. Existing teams are those keys already name.
+CREATE TABLE teams (
+	name        TEXT    PRIMARY KEY,
+	description TEXT    NOT NULL,
+	class_floor TEXT    NOT NULL, -- '' means the lowest class
+	created_at  INTEGER NOT NULL
+) WITHOUT ROWID;
+
+INSERT INTO teams (name, description, class_floor, created_at)
+	SELECT team, '', '', min(created_at) FROM keys WHERE team <> '' GROUP BY team;
+
+-- Deleting a team looks for its active keys.
+CREATE INDEX keys_team ON keys (team);
+
+-- Daily rollup of the ledger, which chargeback reports read for whole UTC
+-- days instead of the raw rows. InsertUsage adds each newly inserted record
+-- to its row in the same transaction. day is the UTC calendar day as days
+-- since the Unix epoch, floor(requested_at / 86400000000).
+CREATE TABLE usage_daily (
+	day               INTEGER NOT NULL,
+	team              TEXT    NOT NULL,
+	endpoint          TEXT    NOT NULL,
+	key_id            TEXT    NOT NULL,
+	end_user          TEXT    NOT NULL,
+	upstream_model    TEXT    NOT NULL,
+	upstream          TEXT    NOT NULL,
+	requests          INTEGER NOT NULL,
+	errors            INTEGER NOT NULL,
+	prompt_tokens     INTEGER NOT NULL,
+	completion_tokens INTEGER NOT NULL,
+	total_tokens      INTEGER NOT NULL,
+	cost_micros       INTEGER NOT NULL,
+	PRIMARY KEY (day, team, endpoint, key_id, end_user, upstream_model, upstream)
+) WITHOUT ROWID;
+
+-- Backfill from the ledger (the same statement as backfillDailySQL).
+INSERT INTO usage_daily
+	SELECT (requested_at - ((requested_at % 86400000000) + 86400000000) % 86400000000) / 86400000000,
+		team, endpoint, key_id, end_user, upstream_model, upstream,
+		count(*), sum(error_class <> ''), sum(prompt_tokens), sum(completion_tokens), sum(total_tokens), sum(cost_micros)
+	FROM usage GROUP BY 1, 2, 3, 4, 5, 6, 7;
