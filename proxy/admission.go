@@ -7,6 +7,7 @@ import (
 
 	"github.com/sluice-gateway/sluice"
 	"github.com/sluice-gateway/sluice/apierr"
+	"github.com/sluice-gateway/sluice/usage"
 )
 
 // Admission is a call as admitters see it: who calls, what for, and where
@@ -36,10 +37,15 @@ type Admission struct {
 	// set after the upstream call when Options.TraceDial is on.
 	DialedAddr netip.AddrPort
 
+	// Counter counts prompt tokens for PromptTokens; nil uses a shared one.
+	Counter *usage.Counter
+
 	c       *call
 	prompt  int64
 	counted bool
 }
+
+var sharedCounter usage.Counter
 
 // PromptTokens is the call's prompt size counted with the tokenizer,
 // computed once on first use.
@@ -50,7 +56,11 @@ func (a *Admission) PromptTokens() int64 {
 		if len(a.Targets) > 0 {
 			model = a.Targets[0].Model
 		}
-		a.prompt, _ = a.c.p.o.Counter.PromptTokens(a.API, model, a.Body)
+		c := a.Counter
+		if c == nil {
+			c = &sharedCounter
+		}
+		a.prompt, _ = c.PromptTokens(a.API, model, a.Body)
 	}
 	return a.prompt
 }
@@ -80,7 +90,7 @@ func (c *call) admit() error {
 	a := &Admission{
 		Request: c.r, Key: c.key, Endpoint: c.ep, API: c.api, Model: c.req.model, Stream: c.req.stream,
 		User: c.req.user, MaxTokens: c.req.maxTokens, Body: c.req.body, Targets: c.ep.Targets,
-		Record: &c.rec, c: c,
+		Record: &c.rec, Counter: c.p.o.Counter, c: c,
 	}
 	c.adm = a
 	for _, ad := range c.p.o.Admitters {

@@ -28,6 +28,9 @@ import (
 	"github.com/sluice-gateway/sluice/usage"
 )
 
+// UserHeader names the end user of a request when the body has no `user`.
+const UserHeader = "X-Sluice-User"
+
 // Ledger commits usage records.
 type Ledger interface {
 	// Commit blocks until rec is durably stored or ctx ends; in the latter
@@ -286,6 +289,14 @@ func (c *call) serve() error {
 		return perr
 	}
 	c.req = req
+	if req.user == "" {
+		// Clients that cannot set OpenAI's `user` field name the end user
+		// in a header instead.
+		req.user = c.r.Header.Get(UserHeader)
+		if len(req.user) > 256 {
+			return apierr.BadRequest("", "invalid_value", "The %s header is longer than 256 bytes.", UserHeader)
+		}
+	}
 	c.rec.Endpoint, c.rec.Stream, c.rec.User = req.model, req.stream, req.user
 	ep := c.p.Endpoint(req.model)
 	if ep == nil {
