@@ -56,6 +56,10 @@ type Options struct {
 	Rounds int
 	// OutputTokens is the simulator's answer length. Zero means 16.
 	OutputTokens int
+	// ExtraConfig is YAML appended to the generated gateway configuration
+	// (top-level keys other than listen, ledger, upstreams and endpoints),
+	// e.g. "audit: {enabled: false}" to measure without a feature.
+	ExtraConfig string
 	// TempDir is where the run's directory (config, ledger, logs) is made.
 	// Empty means os.TempDir(). The run's directory is removed afterwards
 	// unless Keep is set.
@@ -161,10 +165,18 @@ func (o Options) Args() []string {
 		"--requests", strconv.Itoa(o.Requests), "--max-duration", o.MaxDuration.String(),
 		"--warmup", strconv.Itoa(o.Warmup), "--rounds", strconv.Itoa(o.Rounds),
 		"--output-tokens", strconv.Itoa(o.OutputTokens))
+	if o.ExtraConfig != "" {
+		a = append(a, "--extra-config", shellQuote(o.ExtraConfig))
+	}
 	if o.JSON {
 		a = append(a, "--json")
 	}
 	return a
+}
+
+// shellQuote quotes s for a POSIX shell.
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // ErrResponses is returned (wrapped) by Run when any response failed its

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+
+	"github.com/sluice-gateway/sluice/config"
 	"time"
 )
 
@@ -343,3 +345,21 @@ var errFail = errors.New("disk full")
 type failWriter struct{}
 
 func (failWriter) Write([]byte) (int, error) { return 0, errFail }
+
+// TestGatewayConfig checks that the generated configuration is one the
+// gateway accepts, with the extra YAML applied.
+func TestGatewayConfig(t *testing.T) {
+	src := gatewayConfig("127.0.0.1:1234", "127.0.0.1:5678", "/tmp/it's here/ledger.db", "log:\n  level: warn\n")
+	c, err := config.Parse(strings.NewReader(src), nil)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, src)
+	}
+	if c.Listen != "127.0.0.1:1234" || c.Ledger.DSN != "/tmp/it's here/ledger.db" || c.Log.Level != "warn" ||
+		len(c.Endpoints) != 1 || c.Endpoints[0].Name != endpointName || c.Upstreams[0].BaseURL != "http://127.0.0.1:5678/v1" {
+		t.Errorf("config not as generated: %+v", c)
+	}
+	o := Options{NoPin: true, Concurrency: []int{1}, StreamConcurrency: []int{}, ExtraConfig: "audit: {enabled: false} # it's off"}
+	if got := strings.Join(o.Args(), " "); !strings.HasSuffix(got, `--extra-config 'audit: {enabled: false} # it'\''s off'`) {
+		t.Errorf("args %s", got)
+	}
+}

@@ -88,7 +88,7 @@ func start(ctx context.Context, o Options) (_ *env, err error) {
 		return e, err
 	}
 	e.gwAddr = "127.0.0.1:" + strconv.Itoa(gwPort)
-	cfg := gatewayConfig(e.gwAddr, e.simAddr, filepath.Join(dir, "ledger.db"))
+	cfg := gatewayConfig(e.gwAddr, e.simAddr, filepath.Join(dir, "ledger.db"), o.ExtraConfig)
 	if err := os.WriteFile(e.cfgPath, []byte(cfg), 0o600); err != nil {
 		return e, err
 	}

@@ -25,6 +25,7 @@ func runBench(ctx context.Context, args []string) error {
 	fs.IntVar(&o.Warmup, "warmup", bench.DefaultWarmup, "unmeasured requests per side per point (-1: none)")
 	fs.IntVar(&o.Rounds, "rounds", bench.DefaultRounds, "times the two sides alternate per point")
 	fs.IntVar(&o.OutputTokens, "output-tokens", bench.DefaultOutputTokens, "tokens per simulated answer")
+	fs.StringVar(&o.ExtraConfig, "extra-config", "", `YAML appended to the gateway's generated config, e.g. "audit: {enabled: false}"`)
 	fs.StringVar(&o.TempDir, "tmp", "", "directory for the run's files (default: the system's)")
 	fs.BoolVar(&o.Keep, "keep", false, "keep the run's files (config, ledger, logs)")
 	fs.BoolVar(&o.JSON, "json", false, "print the report as JSON (the table goes to stderr)")
