@@ -15,9 +15,9 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/sluice-gateway/sluice/config"
-	"time"
 )
 
 // TestSmoke builds the sluice binary and runs the whole harness with tiny
