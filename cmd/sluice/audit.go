@@ -309,9 +309,12 @@ func auditList(ctx context.Context, args []string, w io.Writer) error {
 // statement says, in one sentence, whether the listed traffic stayed
 // private.
 func statement(s auditSummary, classes []string, q audit.Query, nonPrivate []string) string {
-	what := "requests"
+	what := "request"
+	if s.Sent != 1 {
+		what = "requests"
+	}
 	if len(classes) > 0 {
-		what = "requests of class " + strings.Join(classes, " or ")
+		what += " of class " + strings.Join(classes, " or ")
 	}
 	span := ""
 	if !q.From.IsZero() {
@@ -320,7 +323,11 @@ func statement(s auditSummary, classes []string, q audit.Query, nonPrivate []str
 	if !q.To.IsZero() {
 		span += " until " + q.To.Format(time.RFC3339)
 	}
-	base := fmt.Sprintf("%d %s%s were sent to an upstream, %d refused.", s.Sent, what, span, s.Refused)
+	verb := "were"
+	if s.Sent == 1 {
+		verb = "was"
+	}
+	base := fmt.Sprintf("%d %s%s %s sent to an upstream, %d refused.", s.Sent, what, span, verb, s.Refused)
 	switch {
 	case s.NonPrivate > 0:
 		return base + fmt.Sprintf(" %d went to a NON-PRIVATE destination: %s.", s.NonPrivate, strings.Join(nonPrivate, "; "))

@@ -80,7 +80,7 @@ func TestAuditList(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(out, "1 requests of class confidential from 2026-11-02T08:00:00Z until 2026-11-02T10:00:00Z were sent to an upstream, 0 refused. All went to private destinations") {
+	if !strings.Contains(out, "1 request of class confidential from 2026-11-02T08:00:00Z until 2026-11-02T10:00:00Z was sent to an upstream, 0 refused. All went to private destinations") {
 		t.Errorf("time-bounded listing:\n%s", out)
 	}
 
