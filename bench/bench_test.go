@@ -114,6 +114,9 @@ func TestParseStatCPU(t *testing.T) {
 	if err != nil || self < 0 {
 		t.Errorf("own cpu = %v, %v", self, err)
 	}
+	if wait, err := procRunQueueWait(os.Getpid()); err != nil || wait < 0 {
+		t.Errorf("own run-queue wait = %v, %v", wait, err)
+	}
 	if rss, err := peakRSS(os.Getpid()); err != nil || rss < 1<<20 {
 		t.Errorf("own peak RSS = %d, %v", rss, err)
 	}

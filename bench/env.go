@@ -234,6 +234,7 @@ func (e *env) run(ctx context.Context) (*Report, error) {
 	}
 	r.Seconds = time.Since(r.Started).Seconds()
 	r.Targets = targets(r.Points)
+	r.Contended = r.contended()
 	return r, nil
 }
 
@@ -269,6 +270,7 @@ func (e *env) point(ctx context.Context, kind string, conc int, dc, vc func(int,
 	if err != nil {
 		return p, fmt.Errorf("gateway cpu: %w", err)
 	}
+	wait0, waitErr := procRunQueueWait(e.gw.pid())
 	var direct, via phase
 	for i := 0; i < e.o.Rounds && ctx.Err() == nil; i++ {
 		n := e.o.Requests*(i+1)/e.o.Rounds - e.o.Requests*i/e.o.Rounds
@@ -297,6 +299,8 @@ func (e *env) point(ctx context.Context, kind string, conc int, dc, vc func(int,
 	if err != nil {
 		return p, fmt.Errorf("gateway cpu: %w", err)
 	}
+	wait1, err := procRunQueueWait(e.gw.pid())
+	waitErr = errors.Join(waitErr, err)
 	after, err := e.scrape(ctx)
 	if err != nil {
 		return p, err
@@ -309,6 +313,9 @@ func (e *env) point(ctx context.Context, kind string, conc int, dc, vc func(int,
 	p.derive()
 	if via.Requests > 0 {
 		p.GatewayCPUPerReqUs = float64(cpu1-cpu0) / float64(time.Microsecond) / float64(via.Requests)
+		if waitErr == nil {
+			p.GatewayCPUWaitPerReqUs = float64(max(0, wait1-wait0)) / float64(time.Microsecond) / float64(via.Requests)
+		}
 	}
 	p.GatewayPeakRSSMiB = float64(rss) / (1 << 20)
 	p.PeakRSSSinceStart = !rssReset

@@ -240,6 +240,37 @@ func parseStatCPU(b []byte) (time.Duration, error) {
 	return time.Duration(utime+stime) * clockTick, nil
 }
 
+// procRunQueueWait returns how long the process's threads have waited,
+// runnable, for a CPU (the second field of /proc/PID/task/TID/schedstat).
+// A gateway that waits while pinned shares its CPU with something else,
+// which inflates its latency. Threads that exited are not counted.
+func procRunQueueWait(pid int) (time.Duration, error) {
+	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/schedstat", pid))
+	if err != nil {
+		return 0, err
+	}
+	if len(tasks) == 0 {
+		return 0, fmt.Errorf("no schedstat for pid %d", pid)
+	}
+	var total time.Duration
+	for _, t := range tasks {
+		b, err := os.ReadFile(t)
+		if err != nil {
+			continue // the thread exited
+		}
+		f := strings.Fields(string(b))
+		if len(f) < 2 {
+			return 0, fmt.Errorf("%s: malformed %q", t, b)
+		}
+		ns, err := strconv.ParseInt(f[1], 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("%s: %w", t, err)
+		}
+		total += time.Duration(ns)
+	}
+	return total, nil
+}
+
 // statusField returns a field of /proc/PID/status (e.g. VmHWM,
 // Cpus_allowed_list); pid 0 means the calling process.
 func statusField(pid int, name string) (string, error) {

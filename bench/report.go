@@ -30,7 +30,10 @@ type Report struct {
 	Seconds     float64   `json:"seconds"`
 	Points      []Point   `json:"points"`
 	Targets     []Target  `json:"targets"`
-	Ledger      Ledger    `json:"ledger"`
+	// Contended is set when the gateway waited long for its CPU: see
+	// Point.GatewayCPUWaitPerReqUs.
+	Contended bool   `json:"gateway_cpu_contended"`
+	Ledger    Ledger `json:"ledger"`
 }
 
 // Side is one side's figures at one point.
@@ -79,6 +82,11 @@ type Point struct {
 	// GatewayCPUPerReqUs is the gateway's user+system CPU over the point
 	// divided by the requests sent through it.
 	GatewayCPUPerReqUs float64 `json:"gateway_cpu_per_request_us"`
+	// GatewayCPUWaitPerReqUs is the time the gateway's threads waited,
+	// runnable, for their CPU over the point, per request through it. Much
+	// of it means something else ran on the gateway's CPU: the gateway's
+	// latency and throughput figures are then inflated by the machine.
+	GatewayCPUWaitPerReqUs float64 `json:"gateway_cpu_wait_per_request_us"`
 	// GatewayPeakRSSMiB is the gateway's VmHWM during the point, or since
 	// it started if PeakRSSSinceStart (the kernel refused the reset).
 	GatewayPeakRSSMiB float64 `json:"gateway_peak_rss_mib"`
@@ -253,7 +261,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 
 	bw.printf("\nGATEWAY COST (Sluice minus direct; CPU = gateway utime+stime / requests)\n")
 	tw = tabwriter.NewWriter(bw, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "kind\tconn\tadded p50\tp50 ratio\tadded p99\tadded TTFB p50\tthroughput\tCPU/req\tpeak RSS\tcommit wait p50/p99\t")
+	fmt.Fprintln(tw, "kind\tconn\tadded p50\tp50 ratio\tadded p99\tadded TTFB p50\tthroughput\tCPU/req\tCPU wait/req\tpeak RSS\tcommit wait p50/p99\t")
 	for _, p := range r.Points {
 		ttfb := "-"
 		if p.Kind == KindStream {
@@ -263,11 +271,15 @@ func (r *Report) WriteTable(w io.Writer) error {
 		if p.PeakRSSSinceStart {
 			rss += "*"
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%+.3f ms\t%.2fx\t%+.3f ms\t%s\t%.0f%%\t%.0f µs\t%s\t%.3f/%.3f ms\t\n", p.Kind, p.Concurrency,
-			p.AddedP50Ms, p.LatencyRatioP50, p.AddedP99Ms, ttfb, p.ThroughputPct, p.GatewayCPUPerReqUs, rss,
-			p.CommitWaitP50Ms, p.CommitWaitP99Ms)
+		fmt.Fprintf(tw, "%s\t%d\t%+.3f ms\t%.2fx\t%+.3f ms\t%s\t%.0f%%\t%.0f µs\t%.0f µs\t%s\t%.3f/%.3f ms\t\n", p.Kind, p.Concurrency,
+			p.AddedP50Ms, p.LatencyRatioP50, p.AddedP99Ms, ttfb, p.ThroughputPct, p.GatewayCPUPerReqUs, p.GatewayCPUWaitPerReqUs,
+			rss, p.CommitWaitP50Ms, p.CommitWaitP99Ms)
 	}
 	tw.Flush()
+	if r.Contended {
+		bw.printf("note: the gateway waited for its CPU for more than a quarter of the CPU it used (CPU wait/req):\n" +
+			"      something else ran on its CPU, so its latency and throughput figures are inflated; rerun on a quiet machine.\n")
+	}
 
 	if len(r.Targets) > 0 {
 		bw.printf("\nTARGETS (issue 2)\n")
@@ -294,6 +306,17 @@ func (r *Report) WriteTable(w io.Writer) error {
 	}
 	r.writeErrors(bw)
 	return bw.err
+}
+
+// contended reports whether the gateway waited for its CPU, at any point,
+// for more than a quarter of the CPU time it used.
+func (r *Report) contended() bool {
+	for _, p := range r.Points {
+		if p.GatewayCPUWaitPerReqUs > p.GatewayCPUPerReqUs/4 {
+			return true
+		}
+	}
+	return false
 }
 
 // writeErrors announces errors loudly, with samples.
