@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"sync"
 	"time"
@@ -15,6 +16,11 @@ import (
 // DefaultMaxBatch is the most records one store write carries when
 // ChainOptions.MaxBatch is zero.
 const DefaultMaxBatch = 512
+
+// conflictWindow is how long a write that lost a race for its Seqs keeps
+// retrying (with jittered backoff) before it gives up. Between busy
+// replicas a count of retries starves the loser; a time budget does not.
+var conflictWindow = 10 * time.Second
 
 // conflictRetries is how many times a write that lost a race for its Seqs
 // (sluice.ErrConflict) is re-sealed on the new head and tried again.
@@ -202,6 +208,7 @@ func (c *Chain) sealAndStore(ctx context.Context, recs []Record) error {
 			recs[i].Time = now
 		}
 	}
+	start := time.Now()
 	for attempt := 0; ; attempt++ {
 		if !c.loaded {
 			if err := c.loadHead(ctx); err != nil {
@@ -226,8 +233,18 @@ func (c *Chain) sealAndStore(ctx context.Context, recs []Record) error {
 		if err == nil {
 			return nil
 		}
-		if !errors.Is(err, sluice.ErrConflict) || attempt == conflictRetries {
+		if !errors.Is(err, sluice.ErrConflict) || (attempt >= conflictRetries && time.Since(start) > conflictWindow) {
 			return fmt.Errorf("audit: appending records: %w", err)
+		}
+		if attempt >= 1 {
+			// Back off so the winner's next batch does not take the Seqs
+			// again before this one is re-sealed.
+			d := time.Duration(1+rand.IntN(1<<min(attempt, 6))) * time.Millisecond
+			select {
+			case <-time.After(d):
+			case <-ctx.Done():
+				return fmt.Errorf("audit: appending records: %w", ctx.Err())
+			}
 		}
 	}
 }

@@ -365,14 +365,9 @@ func (c *call) forward() error {
 	up := c.tgt.Upstream
 	ctx, cancel := context.WithCancelCause(c.r.Context())
 	defer cancel(nil)
+	var peer *egress.Peer
 	if c.p.o.TraceDial {
-		var peer *egress.Peer
 		ctx, peer = egress.TracePeer(ctx)
-		defer func() {
-			if a, _, ok := peer.Addr(); ok {
-				c.adm.DialedAddr = a
-			}
-		}()
 	}
 	upReq, err := up.Adapter.NewRequest(ctx, c.api, c.tgt.Model, c.req.upstreamBody(c.tgt.Model))
 	if err != nil {
@@ -383,6 +378,13 @@ func (c *call) forward() error {
 		timer = time.AfterFunc(up.Timeout, func() { cancel(errUpstreamTimeout) })
 	}
 	resp, err := up.Transport.RoundTrip(upReq)
+	if peer != nil {
+		// Read it now: the record (and its audit) is committed before the
+		// relay returns.
+		if a, _, ok := peer.Addr(); ok {
+			c.adm.DialedAddr = a
+		}
+	}
 	if timer != nil && !timer.Stop() && err == nil {
 		// The timer fired just as the headers arrived; the body would fail.
 		resp.Body.Close()

@@ -39,7 +39,6 @@ import (
 	"github.com/sluice-gateway/sluice/apierr"
 	"github.com/sluice-gateway/sluice/audit"
 	"github.com/sluice-gateway/sluice/classify"
-	"github.com/sluice-gateway/sluice/egress"
 	"github.com/sluice-gateway/sluice/proxy"
 )
 
@@ -129,10 +128,6 @@ type Options struct {
 	Audit Auditor
 	// AuditTimeout bounds each audit write. Zero means 10s.
 	AuditTimeout time.Duration
-	// TraceDial records in Admission.DialedAddr the address each call's
-	// upstream connection reached, by wrapping the chosen targets'
-	// transports for the call.
-	TraceDial bool
 	// OnDecision, if set, is called once per call with its endpoint,
 	// class and decision (for metrics).
 	OnDecision func(endpoint, class, decision string)
@@ -212,9 +207,6 @@ func (r *Router) Admit(_ context.Context, a *proxy.Admission) (func(*sluice.Usag
 	err := r.route(a, ev)
 	if ev.class != "" {
 		a.Header.Set(ClassHeader, ev.class)
-	}
-	if err == nil && r.o.TraceDial {
-		a.Targets = traced(a, a.Targets)
 	}
 	return r.done(a, ev), err
 }
@@ -497,39 +489,4 @@ func (s *recentSet) take(id string) bool {
 		return true
 	}
 	return false
-}
-
-// traced returns copies of ts whose network upstreams record, in
-// a.DialedAddr, the address their connection reached. The proxy reads
-// TracePeer only after the call's usage record is committed, too late for
-// the audit record; recording it here, as the round trip returns, is not.
-func traced(a *proxy.Admission, ts []*proxy.Target) []*proxy.Target {
-	out := make([]*proxy.Target, len(ts))
-	for i, t := range ts {
-		if t.Upstream.Simulator || t.Upstream.Transport == nil {
-			out[i] = t
-			continue
-		}
-		u := *t.Upstream
-		u.Transport = &peerRecorder{next: t.Upstream.Transport, a: a}
-		tc := *t
-		tc.Upstream = &u
-		out[i] = &tc
-	}
-	return out
-}
-
-// peerRecorder records the address a round trip's connection reached.
-type peerRecorder struct {
-	next http.RoundTripper
-	a    *proxy.Admission
-}
-
-func (p *peerRecorder) RoundTrip(req *http.Request) (*http.Response, error) {
-	ctx, peer := egress.TracePeer(req.Context())
-	resp, err := p.next.RoundTrip(req.WithContext(ctx))
-	if addr, _, ok := peer.Addr(); ok {
-		p.a.DialedAddr = addr
-	}
-	return resp, err
 }

@@ -305,33 +305,6 @@ func TestRecentSetIsBounded(t *testing.T) {
 	}
 }
 
-func TestTracedRecordsDialedAddress(t *testing.T) {
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("{}")) }))
-	defer up.Close()
-	e := newEnv(t, ModeRoute, func(o *Options) { o.TraceDial = true })
-	tgt := target("public-llm", 1, 1)
-	tgt.Upstream.Transport = up.Client().Transport
-	a := admission(call{content: "hello", targets: []*proxy.Target{tgt}})
-	if _, err := e.r.Admit(context.Background(), a); err != nil {
-		t.Fatal(err)
-	}
-	if a.Targets[0] == tgt || a.Targets[0].Upstream.Transport == tgt.Upstream.Transport {
-		t.Fatal("the target was not wrapped")
-	}
-	req, _ := http.NewRequest("POST", up.URL, strings.NewReader("{}"))
-	resp, err := a.Targets[0].Upstream.Transport.RoundTrip(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if got, want := a.DialedAddr.String(), strings.TrimPrefix(up.URL, "http://"); got != want {
-		t.Errorf("DialedAddr = %s, want %s", got, want)
-	}
-	if tgt.Upstream.Transport != up.Client().Transport {
-		t.Error("the shared target was modified")
-	}
-}
-
 func TestNewChecksOptions(t *testing.T) {
 	levels := classify.DefaultLevels()
 	other, _ := classify.New(classify.Config{Levels: []string{"low", "high"}, Rules: []classify.Rule{{Detector: "email", Class: "high"}}})

@@ -102,7 +102,6 @@ func newNetwork(_ context.Context, cfg *config.Config, st sluice.Store, log *slo
 		Upstreams:  ups,
 		Modes:      modes,
 		Audit:      auditor,
-		TraceDial:  auditor != nil,
 		OnDecision: func(endpoint, class, decision string) {
 			decisions.WithLabelValues(endpoint, class, decision).Inc()
 		},

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/sluice-gateway/sluice"
 	"github.com/sluice-gateway/sluice/admission"
 	"github.com/sluice-gateway/sluice/auth"
 	"github.com/sluice-gateway/sluice/budget"
@@ -140,7 +141,7 @@ func (s *Server) build(ctx context.Context, o Options) error {
 		MaxBodyBytes:       cfg.Server.MaxBodyBytes,
 		BodyReadTimeout:    cfg.Server.BodyReadTimeout.D(),
 		StreamWriteTimeout: cfg.Server.StreamWriteTimeout.D(),
-		Observe:            m.Observe,
+		Observe:            func(r *sluice.UsageRecord) { m.Observe(r); s.net.observe(r) },
 		CommitWait:         m.CommitWait,
 		ClientAddr:         s.net.clientAddr,
 		TraceDial:          s.net.traceDial(),

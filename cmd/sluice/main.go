@@ -22,6 +22,7 @@ func commands() []command {
 		{"budgets", "create, list and delete spending budgets", runBudgets},
 		{"usage", "report metered usage and cost from the ledger", runUsage},
 		{"prices", "print the effective price table", runPrices},
+		{"audit", "verify the audit trail and list traffic by data class", runAudit},
 		{"config", "check a config file, or print the default one", runConfig},
 		{"simulate", "run the simulator model as its own OpenAI-compatible server", runSimulate},
 		{"bench", "measure Sluice against the simulator, side by side", runBench},
