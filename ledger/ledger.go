@@ -24,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -233,6 +234,14 @@ func (w *Writer) run() {
 		if len(w.queue) == 0 { // closed and flushed
 			w.mu.Unlock()
 			return
+		}
+		if len(w.queue) == 1 && len(w.queue[0].recs) < w.maxBatch && !w.closed {
+			// Let handlers that are runnable enqueue first: on a gateway
+			// with one CPU they cannot run while this goroutine does, and
+			// committing at once would give one transaction per record.
+			w.mu.Unlock()
+			runtime.Gosched()
+			w.mu.Lock()
 		}
 		b := w.queue[0]
 		w.queue[0] = nil

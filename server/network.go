@@ -31,6 +31,7 @@ type network struct {
 	log    *slog.Logger
 	policy *egress.Policy
 	chain  *audit.Chain // nil when the audit trail is off
+	async  *audit.Async // queues request audit records for chain
 	router *route.Router
 
 	refused      *prometheus.CounterVec // connections closed by a listener
@@ -62,7 +63,10 @@ func newNetwork(_ context.Context, cfg *config.Config, st sluice.Store, log *slo
 			return nil, errors.New("audit is enabled but the store keeps no audit trail")
 		}
 		n.chain = audit.NewChain(as, audit.ChainOptions{})
-		auditor = n.chain
+		// Requests do not wait for the audit store: records are queued
+		// and written in batches (flushed by close).
+		n.async = audit.NewAsync(n.chain, audit.AsyncOptions{Logger: log})
+		auditor = n.async
 	}
 
 	n.refused = prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -311,6 +315,14 @@ func contains(ps []netip.Prefix, a netip.Addr) bool {
 		}
 	}
 	return false
+}
+
+// close writes the queued audit records.
+func (n *network) close(ctx context.Context) error {
+	if n.async == nil {
+		return nil
+	}
+	return n.async.Close(ctx)
 }
 
 // traceDial reports whether calls record the upstream address dialed.

@@ -102,9 +102,8 @@ func (s *Server) build(ctx context.Context, o Options) error {
 		return fmt.Errorf("load keys: %w", err)
 	}
 	counter := &usage.Counter{}
-	// Load the tokenizer's vocabularies now rather than inside the first
-	// request that needs an estimate.
-	go counter.Preload()
+	// The tokenizer's vocabularies (tens of MB) load on first use, only
+	// if a request needs an estimate, a TPM limit or a budget.
 	s.net, err = newNetwork(ctx, cfg, s.store, s.log, s.reg)
 	if err != nil {
 		s.ledger.Close(ctx)
@@ -249,12 +248,13 @@ func (s *Server) Close() error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	aerr := s.net.close(ctx)
 	lerr := s.ledger.Close(ctx)
 	for _, c := range s.closers {
 		c()
 	}
 	serr := s.store.Close()
-	return errors.Join(lerr, serr)
+	return errors.Join(aerr, lerr, serr)
 }
 
 func redactDSN(dsn string) string {
