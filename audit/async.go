@@ -25,6 +25,13 @@ type Async struct {
 	max    int
 }
 
+// linger is how long the writer gathers records before a write, unless
+// lingerBatch are already queued.
+const (
+	linger      = 5 * time.Millisecond
+	lingerBatch = 256
+)
+
 // AsyncOptions tune an Async. Zero values get defaults.
 type AsyncOptions struct {
 	// MaxQueue bounds the records waiting; past it Append blocks until
@@ -88,6 +95,13 @@ func (a *Async) run() {
 		if len(a.queue) == 0 {
 			a.mu.Unlock()
 			return
+		}
+		if len(a.queue) < lingerBatch && !a.closed {
+			// Nobody waits for these records: gather more for a moment
+			// so a busy gateway writes one transaction per many requests.
+			a.mu.Unlock()
+			time.Sleep(linger)
+			a.mu.Lock()
 		}
 		batch := a.queue
 		a.queue = nil

@@ -23,6 +23,7 @@ type Metrics struct {
 	commitTimeouts prometheus.Counter
 	ledgerErrors   prometheus.Counter
 	rateLimited    *prometheus.CounterVec
+	batchSize      prometheus.Histogram
 
 	mu     sync.Mutex
 	series map[seriesKey]*series
@@ -74,9 +75,13 @@ func New(reg prometheus.Registerer, queueDepth func() int) *Metrics {
 		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sluice_ratelimit_rejections_total", Help: "Requests refused by a rate limit, by limit (scope/rpm or scope/tpm).",
 		}, []string{"limit"}),
+		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "sluice_ledger_batch_records", Help: "Usage records per ledger commit (group commit).",
+			Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256, 512},
+		}),
 		series: map[seriesKey]*series{},
 	}
-	reg.MustRegister(m.requests, m.latency, m.ttft, m.tokens, m.cost, m.commitWait, m.commitTimeouts, m.ledgerErrors, m.rateLimited,
+	reg.MustRegister(m.requests, m.latency, m.ttft, m.tokens, m.cost, m.commitWait, m.commitTimeouts, m.ledgerErrors, m.rateLimited, m.batchSize,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "sluice_ledger_queue_depth", Help: "Usage records waiting to be committed.",
 		}, func() float64 { return float64(queueDepth()) }))
@@ -136,3 +141,6 @@ func (m *Metrics) LedgerError(error) { m.ledgerErrors.Inc() }
 
 // RateLimited counts one request refused by limit.
 func (m *Metrics) RateLimited(limit string) { m.rateLimited.WithLabelValues(limit).Inc() }
+
+// LedgerBatch records one ledger commit of n records.
+func (m *Metrics) LedgerBatch(n int, _ time.Duration) { m.batchSize.Observe(float64(n)) }

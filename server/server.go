@@ -92,6 +92,7 @@ func (s *Server) build(ctx context.Context, o Options) error {
 		MaxBatch: cfg.Ledger.MaxBatch,
 		Logger:   s.log,
 		OnError:  func(err error) { m.LedgerError(err) },
+		OnCommit: func(n int, d time.Duration) { m.LedgerBatch(n, d) },
 	})
 	m = metrics.New(s.reg, s.ledger.QueueDepth)
 	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -234,6 +235,12 @@ func (s *Server) Serve(ctx context.Context, lns ...net.Listener) error {
 	case <-time.After(30 * time.Second):
 		s.log.Error("handlers still running 30s after shutdown; their records may be written late")
 	}
+	// Write the audit records still queued.
+	actx, acancel := context.WithTimeout(context.Background(), 30*time.Second)
+	if err := s.net.close(actx); err != nil {
+		s.log.Error("audit records not written at shutdown", "err", err)
+	}
+	acancel()
 	cancel()
 	if errors.Is(serveErr, http.ErrServerClosed) {
 		serveErr = nil

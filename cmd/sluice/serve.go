@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime/pprof"
 	"time"
 
 	"github.com/sluice-gateway/sluice/auth"
@@ -17,6 +18,7 @@ func runServe(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	path := configFlag(fs)
 	listen := fs.String("listen", "", "override the config's listen address")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (for profiling)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -26,6 +28,16 @@ func runServe(ctx context.Context, args []string) error {
 	}
 	if *listen != "" {
 		cfg.Listen = *listen
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
 	}
 	log := newLogger(cfg.Log)
 	srv, err := server.New(ctx, cfg, server.Options{Logger: log})
