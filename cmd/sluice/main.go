@@ -18,6 +18,7 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"serve", "run the gateway", runServe},
+		{"teams", "create, list and delete teams", runTeams},
 		{"keys", "create, list and revoke API keys", runKeys},
 		{"budgets", "create, list and delete spending budgets", runBudgets},
 		{"usage", "report metered usage and cost from the ledger", runUsage},
