@@ -13,11 +13,12 @@ import (
 	"github.com/sluice-gateway/sluice/store/sqlite"
 )
 
-// Store is what both implementations keep: keys, the usage ledger, and
-// the budgets that usage settles against.
+// Store is what both implementations keep: keys and their teams, the
+// usage ledger, and the budgets that usage settles against.
 type Store interface {
 	sluice.Store
 	sluice.BudgetStore
+	sluice.TeamStore
 }
 
 var (

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/sluice-gateway/sluice"
+	"github.com/sluice-gateway/sluice/store/internal/daily"
 	"github.com/sluice-gateway/sluice/store/internal/settle"
 )
 
@@ -76,7 +77,8 @@ func (s *Store) CreateBudget(ctx context.Context, b sluice.Budget) error {
 	return nil
 }
 
-// ledgerSpend sums the cost of the records b applies to in [start, end).
+// ledgerSpend sums the cost of the records b applies to in [start, end):
+// whole UTC days from the daily rollup, partial days from the ledger.
 func ledgerSpend(ctx context.Context, tx pgx.Tx, b *sluice.Budget, start, end time.Time) (int64, error) {
 	var where string
 	var args []any
@@ -91,15 +93,34 @@ func ledgerSpend(ctx context.Context, tx pgx.Tx, b *sluice.Budget, start, end ti
 		team, ep, _ := strings.Cut(b.Subject, "/")
 		where, args = "team = $1 AND endpoint = $2", []any{team, ep}
 	}
-	args = append(args, start)
-	where += fmt.Sprintf(" AND requested_at >= $%d", len(args))
-	if !end.IsZero() {
-		args = append(args, end)
-		where += fmt.Sprintf(" AND requested_at < $%d", len(args))
+	var total int64
+	sum := func(table, col, typ string, r daily.Range, conv func(int64) time.Time) error {
+		w, a := where, slices.Clip(args)
+		if r.HasFrom {
+			a = append(a, conv(r.From))
+			w += fmt.Sprintf(" AND %s >= $%d::%s", col, len(a), typ)
+		}
+		if r.HasTo {
+			a = append(a, conv(r.To))
+			w += fmt.Sprintf(" AND %s < $%d::%s", col, len(a), typ)
+		}
+		var part int64
+		err := tx.QueryRow(ctx, `SELECT coalesce(sum(cost_micros), 0)::bigint FROM `+table+` WHERE `+w, a...).Scan(&part)
+		total += part
+		return err
 	}
-	var sum int64
-	err := tx.QueryRow(ctx, `SELECT coalesce(sum(cost_micros), 0)::bigint FROM usage WHERE `+where, args...).Scan(&sum)
-	return sum, err
+	p := daily.Split(start, end)
+	if p.Daily {
+		if err := sum("usage_daily", "day", "date", p.Days, daily.DayStart); err != nil {
+			return 0, err
+		}
+	}
+	for _, r := range p.Raw {
+		if err := sum("usage", "requested_at", "timestamptz", r, func(us int64) time.Time { return time.UnixMicro(us).UTC() }); err != nil {
+			return 0, err
+		}
+	}
+	return total, nil
 }
 
 // Budget returns the budget with the given id, or sluice.ErrNotFound.

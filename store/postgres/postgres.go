@@ -1,13 +1,16 @@
-// Package postgres keeps Sluice's keys and usage ledger in PostgreSQL.
+// Package postgres keeps Sluice's keys, teams and usage ledger in
+// PostgreSQL, with a daily rollup of the ledger that reports read for
+// whole days.
 //
 // It is the store for more than one gateway replica: every replica writes
 // its usage records to the same tables, and inserts are idempotent on the
 // request id, so a batch retried after an ambiguous failure is harmless.
 // A batch of records is inserted with one statement by passing each column
-// as an array and unnesting them; the same statement takes the budget
-// reservations of the records it inserted, and their settlement follows in
-// the same transaction (see budgets.go). Replicas share budget counters and
-// change them with conditional upserts, so a hard budget holds across them.
+// as an array and unnesting them; the same statement adds the records it
+// inserted to the daily rollup and takes their budget reservations, and
+// their settlement follows in the same transaction (see budgets.go).
+// Replicas share budget counters and change them with conditional upserts,
+// so a hard budget holds across them.
 //
 //	st, err := postgres.Open(ctx, "postgres://sluice@db/sluice")
 //	if err != nil { ... }

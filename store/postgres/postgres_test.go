@@ -87,3 +87,9 @@ func TestCleanText(t *testing.T) {
 		}
 	}
 }
+
+func TestTeamConformance(t *testing.T) {
+	storetest.RunTeams(t, func(t *testing.T) storetest.TeamStore {
+		return openTest(t, storetest.PostgresDSN(t))
+	})
+}

@@ -177,10 +177,10 @@ func (s *Store) UsageReport(ctx context.Context, q sluice.UsageQuery) ([]sluice.
 func rawPlan(q sluice.UsageQuery) daily.Plan {
 	var r daily.Range
 	if !q.From.IsZero() {
-		r.From, r.HasFrom = daily.Micros(q.From), true
+		r.From, r.HasFrom = daily.Bound(q.From), true
 	}
 	if !q.To.IsZero() {
-		r.To, r.HasTo = daily.Micros(q.To), true
+		r.To, r.HasTo = daily.Bound(q.To), true
 	}
 	return daily.Plan{Raw: []daily.Range{r}}
 }

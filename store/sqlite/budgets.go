@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sluice-gateway/sluice"
+	"github.com/sluice-gateway/sluice/store/internal/daily"
 	"github.com/sluice-gateway/sluice/store/internal/settle"
 )
 
@@ -79,7 +80,8 @@ func (s *Store) CreateBudget(ctx context.Context, b sluice.Budget) error {
 	})
 }
 
-// ledgerSpend sums the cost of the records b applies to in [start, end).
+// ledgerSpend sums the cost of the records b applies to in [start, end):
+// whole UTC days from the daily rollup, partial days from the ledger.
 func ledgerSpend(ctx context.Context, q querier, b *sluice.Budget, start, end time.Time) (int64, error) {
 	var where string
 	var args []any
@@ -94,15 +96,32 @@ func ledgerSpend(ctx context.Context, q querier, b *sluice.Budget, start, end ti
 		team, ep, _ := strings.Cut(b.Subject, "/")
 		where, args = "team = ? AND endpoint = ?", []any{team, ep}
 	}
-	where += " AND requested_at >= ?"
-	args = append(args, micros(start))
-	if !end.IsZero() {
-		where += " AND requested_at < ?"
-		args = append(args, micros(end))
+	var total int64
+	sum := func(table, col string, r daily.Range) error {
+		w, a := where, slices.Clip(args)
+		if r.HasFrom {
+			w, a = w+" AND "+col+" >= ?", append(a, r.From)
+		}
+		if r.HasTo {
+			w, a = w+" AND "+col+" < ?", append(a, r.To)
+		}
+		var part int64
+		err := q.QueryRowContext(ctx, `SELECT coalesce(sum(cost_micros), 0) FROM `+table+` WHERE `+w, a...).Scan(&part)
+		total += part
+		return err
 	}
-	var sum int64
-	err := q.QueryRowContext(ctx, `SELECT coalesce(sum(cost_micros), 0) FROM usage WHERE `+where, args...).Scan(&sum)
-	return sum, err
+	p := daily.Split(start, end)
+	if p.Daily {
+		if err := sum("usage_daily", "day", p.Days); err != nil {
+			return 0, err
+		}
+	}
+	for _, r := range p.Raw {
+		if err := sum("usage", "requested_at", r); err != nil {
+			return 0, err
+		}
+	}
+	return total, nil
 }
 
 // Budget returns the budget with the given id, or sluice.ErrNotFound.

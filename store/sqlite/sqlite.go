@@ -1,4 +1,5 @@
-// Package sqlite keeps Sluice's keys and usage ledger in a SQLite file.
+// Package sqlite keeps Sluice's keys, teams and usage ledger in a SQLite
+// file, with a daily rollup of the ledger that reports read for whole days.
 //
 // It is the single-node store: one file, opened by the gateway and, at the
 // same time, by the sluice CLI for key management. The database runs in WAL

@@ -269,3 +269,9 @@ func TestClosedStore(t *testing.T) {
 		t.Errorf("insert into closed store: %v", err)
 	}
 }
+
+func TestTeamConformance(t *testing.T) {
+	storetest.RunTeams(t, func(t *testing.T) storetest.TeamStore {
+		return openTest(t, filepath.Join(t.TempDir(), "ledger.db"), Options{})
+	})
+}

@@ -194,10 +194,10 @@ func (s *Store) UsageReport(ctx context.Context, q sluice.UsageQuery) ([]sluice.
 func rawPlan(q sluice.UsageQuery) daily.Plan {
 	var r daily.Range
 	if !q.From.IsZero() {
-		r.From, r.HasFrom = micros(q.From), true
+		r.From, r.HasFrom = daily.Bound(q.From), true
 	}
 	if !q.To.IsZero() {
-		r.To, r.HasTo = micros(q.To), true
+		r.To, r.HasTo = daily.Bound(q.To), true
 	}
 	return daily.Plan{Raw: []daily.Range{r}}
 }

@@ -34,6 +34,7 @@ func RunBudgets(t *testing.T, open func(t *testing.T) BudgetStore) {
 	t.Run("ReleaseExpired", func(t *testing.T) { testReleaseExpired(t, open(t)) })
 	t.Run("PeriodRollover", func(t *testing.T) { testPeriodRollover(t, open(t)) })
 	t.Run("SeedFromLedger", func(t *testing.T) { testSeedFromLedger(t, open(t)) })
+	t.Run("SeedAcrossDays", func(t *testing.T) { testSeedAcrossDays(t, open(t)) })
 	t.Run("DeleteWhileHeld", func(t *testing.T) { testDeleteWhileHeld(t, open(t)) })
 	t.Run("Alerts", func(t *testing.T) { testAlerts(t, open(t)) })
 	t.Run("Concurrent", func(t *testing.T) { testConcurrentReservations(t, open(t)) })
@@ -516,6 +517,43 @@ func testSeedFromLedger(t *testing.T, st BudgetStore) {
 	alerts, err := st.ClaimBudgetAlerts(context.Background(), budgetNow, budgetNow.Add(time.Minute), 10)
 	if err != nil || len(alerts) != 1 || alerts[0].BudgetID != "team" || alerts[0].SettledMicros != 36 {
 		t.Errorf("alerts after seeding = %+v, %v; want team at 30%%", alerts, err)
+	}
+}
+
+// testSeedAcrossDays seeds budgets whose periods span whole UTC days,
+// which a store may sum from a daily rollup, and start or end inside one.
+func testSeedAcrossDays(t *testing.T, st BudgetStore) {
+	utc := func(d, h int, extra time.Duration) time.Time {
+		return time.Date(2026, 3, d, h, 0, 0, 0, time.UTC).Add(extra)
+	}
+	other := sluice.BudgetSubjects{KeyID: "k_bob", Team: "ops", Endpoint: "embed"}
+	mustInsert(t, st,
+		// New York's March runs from 1 March 05:00 to 1 April 04:00 UTC.
+		usageFor("a", utc(1, 5, -time.Microsecond), alice, 1000),
+		usageFor("b", utc(1, 5, 0), alice, 1),
+		usageFor("c", utc(1, 12, 0), alice, 2),
+		usageFor("d", utc(2, 1, 0), alice, 4),
+		usageFor("e", utc(2, 9, 0), alice, 8),
+		usageFor("f", utc(31, 23, 0), alice, 16),
+		usageFor("g", utc(32, 4, -time.Microsecond), alice, 32),
+		usageFor("h", utc(32, 4, 0), alice, 64),
+		usageFor("x", utc(2, 9, 0), other, 128),
+	)
+	for _, c := range []struct {
+		b    sluice.Budget
+		want int64
+	}{
+		{sluice.Budget{ID: "ny-month", Scope: sluice.ScopeTeam, Subject: "ml", Period: sluice.PeriodMonth, TimeZone: "America/New_York"}, 63},
+		{sluice.Budget{ID: "ny-month-pair", Scope: sluice.ScopeTeamEndpoint, Subject: "ml/gpt", Period: sluice.PeriodMonth, TimeZone: "America/New_York"}, 63},
+		{sluice.Budget{ID: "utc-month-key", Scope: sluice.ScopeKey, Subject: "k_alice", Period: sluice.PeriodMonth}, 1031},
+		{sluice.Budget{ID: "utc-week-ep", Scope: sluice.ScopeEndpoint, Subject: "gpt", Period: sluice.PeriodWeek}, 12},
+		{sluice.Budget{ID: "kolkata-day", Scope: sluice.ScopeTeam, Subject: "ml", Period: sluice.PeriodDay, TimeZone: "Asia/Kolkata"}, 12},
+		{sluice.Budget{ID: "life", Scope: sluice.ScopeTeam, Subject: "ml", Period: sluice.PeriodLifetime}, 1127},
+		{sluice.Budget{ID: "ops-week", Scope: sluice.ScopeTeam, Subject: "ops", Period: sluice.PeriodWeek}, 128},
+	} {
+		c.b.LimitMicros = 1_000_000
+		mustCreateBudget(t, st, c.b)
+		assertSpend(t, st, c.b.ID, budgetNow, c.want, 0)
 	}
 }
 

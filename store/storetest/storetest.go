@@ -178,7 +178,7 @@ func testKeys(t *testing.T, open func(t *testing.T) sluice.Store) {
 	})
 }
 
-func mustCreateKey(t *testing.T, st sluice.Store, k sluice.Key) {
+func mustCreateKey(t *testing.T, st sluice.KeyStore, k sluice.Key) {
 	t.Helper()
 	if err := st.CreateKey(context.Background(), k); err != nil {
 		t.Fatalf("CreateKey(%s): %v", k.ID, err)
@@ -567,6 +567,45 @@ func testReport(t *testing.T, open func(t *testing.T) sluice.Store) {
 			{From: from, To: from},
 			{From: from, To: from.Add(time.Microsecond)}, // just the record on From
 		} {
+			assertReport(t, st, recs, q)
+		}
+	})
+
+	// Stores may answer whole days from a daily rollup and partial days
+	// from the records; either way the sums must be those of the records.
+	t.Run("PartialDays", func(t *testing.T) {
+		at := func(d, h int, extra time.Duration) time.Time {
+			return base.Add(time.Duration(d)*24*time.Hour + time.Duration(h)*time.Hour + extra)
+		}
+		for _, q := range []sluice.UsageQuery{
+			{From: at(0, 5, 0), To: at(3, 7, 0)},                                // partial days at both ends
+			{From: at(0, 5, 0).In(plus5), To: at(3, 0, 0)},                      // partial start only
+			{From: at(1, 0, 0), To: at(4, 0, -time.Microsecond)},                // partial end only
+			{From: at(1, 0, time.Microsecond)},                                  // partial start, open end
+			{To: at(2, 0, time.Microsecond)},                                    // open start, partial end
+			{From: at(1, 3, 0), To: at(1, 20, 0)},                               // inside one day
+			{From: at(1, 3, 0), To: at(2, 20, 0)},                               // across one midnight, no whole day
+			{From: at(1, 0, -time.Microsecond), To: at(2, 0, time.Microsecond)}, // one whole day and an instant each side
+			{From: at(1, 0, 500*time.Nanosecond), To: at(3, 0, 1500*time.Nanosecond)},
+		} {
+			for _, g := range groupings {
+				q.GroupBy = g
+				assertReport(t, st, recs, q)
+			}
+		}
+		// Random bounds, a third of them on a midnight.
+		for range 40 {
+			var q sluice.UsageQuery
+			for _, p := range []*time.Time{&q.From, &q.To} {
+				switch rng.IntN(4) {
+				case 0: // open
+				case 1:
+					*p = base.Add(time.Duration(rng.IntN(7)-1) * 24 * time.Hour)
+				default:
+					*p = base.Add(time.Duration(rng.Int64N(int64(7*24*time.Hour/time.Microsecond)))*time.Microsecond - 24*time.Hour)
+				}
+			}
+			q.GroupBy = groupings[rng.IntN(len(groupings))]
 			assertReport(t, st, recs, q)
 		}
 	})

@@ -49,17 +49,28 @@ func Micros(t time.Time) int64 { return t.UnixMicro() }
 // DayStart returns the first instant of day d as a UTC time.
 func DayStart(d int64) time.Time { return time.Unix(d*86400, 0).UTC() }
 
+// Bound returns the query bound t in microseconds since the Unix epoch:
+// the first microsecond at or after t. Records keep microseconds, so a
+// record is at or after t exactly when its time is at or after Bound(t).
+func Bound(t time.Time) int64 {
+	f := t.Truncate(time.Microsecond) // rounds down, even before 1970
+	us := f.UnixMicro()
+	if f.Before(t) {
+		us++
+	}
+	return us
+}
+
 // Split plans a report over [from, to), where a zero time is an open end.
-// Bounds are taken to the microsecond (truncated toward zero, as stored).
 func Split(from, to time.Time) Plan {
 	var p Plan
 	var f, t int64
 	hasF, hasT := !from.IsZero(), !to.IsZero()
 	if hasF {
-		f = Micros(from)
+		f = Bound(from)
 	}
 	if hasT {
-		t = Micros(to)
+		t = Bound(to)
 	}
 	// The whole days inside the range: [ceil(f), floor(t)) in days.
 	firstDay, endDay := int64(math.MinInt64), int64(math.MaxInt64)

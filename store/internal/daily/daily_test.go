@@ -111,3 +111,21 @@ func TestDay(t *testing.T) {
 		t.Errorf("DayStart = %v, want %v", got, day0)
 	}
 }
+
+func TestBound(t *testing.T) {
+	for _, tc := range []struct {
+		t    time.Time
+		want int64
+	}{
+		{day0, Micros(day0)},
+		{day0.Add(time.Nanosecond), Micros(day0) + 1},
+		{day0.Add(999 * time.Nanosecond), Micros(day0) + 1},
+		{day0.Add(1001 * time.Nanosecond), Micros(day0) + 2},
+		{time.Unix(0, -1), 0},
+		{time.Unix(0, -1001), -1},
+	} {
+		if got := Bound(tc.t); got != tc.want {
+			t.Errorf("Bound(%v) = %d, want %d", tc.t, got, tc.want)
+		}
+	}
+}

@@ -34,9 +34,25 @@ CREATE TABLE usage_daily (
 	PRIMARY KEY (day, team, endpoint, key_id, end_user, upstream_model, upstream)
 ) WITHOUT ROWID;
 
+-- Reports and budget seeding now read whole days from the rollup and only
+-- partial days from the ledger, by time (usage_time). The per-team,
+-- per-endpoint and per-key indexes on the ledger cost three scattered
+-- index writes per record and are no longer read.
+DROP INDEX usage_team;
+DROP INDEX usage_endpoint;
+DROP INDEX usage_key;
+
 -- Backfill from the ledger (the same statement as backfillDailySQL).
 INSERT INTO usage_daily
 	SELECT (requested_at - ((requested_at % 86400000000) + 86400000000) % 86400000000) / 86400000000,
 		team, endpoint, key_id, end_user, upstream_model, upstream,
 		count(*), sum(error_class <> ''), sum(prompt_tokens), sum(completion_tokens), sum(total_tokens), sum(cost_micros)
 	FROM usage GROUP BY 1, 2, 3, 4, 5, 6, 7;
+
+-- Budget seeding sums a team's, key's or endpoint's whole days from the
+-- rollup. These indexes change only when a rollup row is added, not when
+-- one is updated, so they cost little on insert. (Created after the
+-- backfill, which is faster.)
+CREATE INDEX usage_daily_team     ON usage_daily (team, day);
+CREATE INDEX usage_daily_endpoint ON usage_daily (endpoint, day);
+CREATE INDEX usage_daily_key      ON usage_daily (key_id, day);

@@ -1,0 +1,28 @@
+package sqlite
+
+import (
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"testing"
+
+	"github.com/sluice-gateway/sluice/store/storetest"
+)
+
+// BenchmarkInsertUsage measures one InsertUsage call, as the ledger writer
+// makes it, for batches of varied records (from the synthetic ledger, so
+// that a batch adds to many rollup rows).
+//
+//	go test -run '^$' -bench InsertUsage ./store/sqlite/
+func BenchmarkInsertUsage(b *testing.B) {
+	for _, n := range []int{1, 32} {
+		b.Run(fmt.Sprintf("batch=%d", n), func(b *testing.B) {
+			st, err := Open(filepath.Join(b.TempDir(), "ledger.db"), Options{Logger: slog.New(slog.DiscardHandler)})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer st.Close()
+			storetest.BenchInsert(b, st, n)
+		})
+	}
+}
