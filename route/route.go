@@ -119,6 +119,10 @@ type Options struct {
 	Header string
 	// TeamFloors give every request of a team at least a class.
 	TeamFloors map[string]string
+	// TeamFloor, if set, is a further source of team floors (the teams
+	// kept in the store); the higher of the two applies. An unknown class
+	// it returns raises the request to the highest class.
+	TeamFloor func(team string) string
 	// Upstreams by name. A target whose upstream is missing here may
 	// receive only the lowest class and is not private.
 	Upstreams map[string]Upstream
@@ -229,6 +233,11 @@ func (r *Router) route(a *proxy.Admission, ev *evidence) error {
 		}
 	}
 	floor := levels.Max(k.ClassFloor, r.o.TeamFloors[k.Team])
+	if r.o.TeamFloor != nil {
+		if f := r.o.TeamFloor(k.Team); f != "" {
+			floor = levels.Max(floor, f)
+		}
+	}
 	var text []byte
 	var content classify.Result
 	if r.o.Classifier != nil {

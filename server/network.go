@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -30,6 +31,7 @@ type network struct {
 	cfg    *config.Config
 	log    *slog.Logger
 	policy *egress.Policy
+	floors *teamFloors  // class floors of the stored teams
 	chain  *audit.Chain // nil when the audit trail is off
 	async  *audit.Async // queues request audit records for chain
 	router *route.Router
@@ -56,6 +58,12 @@ func newNetwork(_ context.Context, cfg *config.Config, st sluice.Store, log *slo
 		return nil, fmt.Errorf("data_classes: %w", err)
 	}
 	n := &network{cfg: cfg, log: log, policy: policy}
+	if ts, ok := st.(sluice.TeamStore); ok {
+		n.floors = &teamFloors{st: ts}
+		if err := n.floors.refresh(context.Background()); err != nil {
+			return nil, fmt.Errorf("load teams: %w", err)
+		}
+	}
 	var auditor route.Auditor
 	if cfg.AuditEnabled() {
 		as, ok := st.(audit.Store)
@@ -103,6 +111,7 @@ func newNetwork(_ context.Context, cfg *config.Config, st sluice.Store, log *slo
 		Classifier: classifier,
 		Header:     cfg.DataClasses.Header,
 		TeamFloors: cfg.DataClasses.TeamFloors,
+		TeamFloor:  n.floors.get,
 		Upstreams:  ups,
 		Modes:      modes,
 		Audit:      auditor,
@@ -352,4 +361,53 @@ func endpointTargets(e config.Endpoint, ups map[string]*proxy.Upstream, catalog 
 		ts = append(ts, pt)
 	}
 	return ts, nil
+}
+
+// teamFloors caches the class floors of the teams in the store, refreshed
+// in the background, so routing reads no store per request.
+type teamFloors struct {
+	st sluice.TeamStore
+	m  atomic.Pointer[map[string]string]
+}
+
+func (t *teamFloors) refresh(ctx context.Context) error {
+	ts, err := t.st.Teams(ctx)
+	if err != nil {
+		return err
+	}
+	m := make(map[string]string, len(ts))
+	for _, tm := range ts {
+		if tm.ClassFloor != "" {
+			m[tm.Name] = tm.ClassFloor
+		}
+	}
+	t.m.Store(&m)
+	return nil
+}
+
+// get returns team's floor; a nil cache has none.
+func (t *teamFloors) get(team string) string {
+	if t == nil {
+		return ""
+	}
+	if m := t.m.Load(); m != nil {
+		return (*m)[team]
+	}
+	return ""
+}
+
+// run refreshes the cache every interval until ctx ends.
+func (t *teamFloors) run(ctx context.Context, interval time.Duration, log *slog.Logger) {
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			if err := t.refresh(ctx); err != nil && ctx.Err() == nil {
+				log.Warn("team refresh failed; using the last floors", "err", err)
+			}
+		}
+	}
 }

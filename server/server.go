@@ -110,6 +110,9 @@ func (s *Server) build(ctx context.Context, o Options) error {
 		s.ledger.Close(ctx)
 		return err
 	}
+	if f := s.net.floors; f != nil {
+		s.background = append(s.background, func(ctx context.Context) { f.run(ctx, 2*time.Second, s.log) })
+	}
 	eps, err := Endpoints(cfg, catalog, s.log, s.net.transport)
 	if err != nil {
 		s.ledger.Close(ctx)
