@@ -32,7 +32,7 @@ CREATE TABLE usage_daily (
 	total_tokens      bigint NOT NULL,
 	cost_micros       bigint NOT NULL,
 	PRIMARY KEY (day, team, endpoint, key_id, end_user, upstream_model, upstream)
-);
+) WITH (fillfactor = 70); -- room on each page, so that adding to a row is a HOT update that leaves the indexes alone
 
 -- Reports and budget seeding now read whole days from the rollup and only
 -- partial days from the ledger, by time (usage_time). The per-team,
@@ -51,7 +51,8 @@ INSERT INTO usage_daily
 
 -- Budget seeding sums a team's, key's or endpoint's whole days from the
 -- rollup. These indexes change only when a rollup row is added, not when
--- one is updated, so they cost little on insert. (Created after the
+-- one is updated (a HOT update, see the fillfactor), so they cost little
+-- on insert. (Created after the
 -- backfill, which is faster.)
 CREATE INDEX usage_daily_team     ON usage_daily (team, day);
 CREATE INDEX usage_daily_endpoint ON usage_daily (endpoint, day);
