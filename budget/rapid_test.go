@@ -38,8 +38,9 @@ import (
 // a hard budget. Beyond that the counters must equal the model's exactly.
 
 func TestBudgetStateMachine(t *testing.T) {
-	// wipe empties a store; the other budget tables follow by cascade.
-	const wipe = `DELETE FROM usage; DELETE FROM budgets; DELETE FROM reservations;`
+	// wipe empties a store (the ledger, its daily roll-up, budgets); the
+	// other budget tables follow by cascade.
+	const wipe = `DELETE FROM usage; DELETE FROM usage_daily; DELETE FROM budgets; DELETE FROM reservations;`
 	t.Run("SQLite", func(t *testing.T) {
 		defaultChecks(t, 30) // SQLite is slow under -race
 		path := filepath.Join(t.TempDir(), "ledger.db")
