@@ -40,6 +40,12 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		closeBody(req)
 		return nil, errors.New("simulator: request has no URL")
 	}
+	if err := req.Context().Err(); err != nil {
+		// Like a network transport, a request cancelled before it is
+		// sent fails; the handler never sees it.
+		closeBody(req)
+		return nil, context.Cause(req.Context())
+	}
 	ctx, cancel := context.WithCancel(req.Context())
 	in := req.Clone(ctx)
 	if in.Body == nil {
