@@ -257,6 +257,9 @@ func (s *Store) report(ctx context.Context, q sluice.UsageQuery, p daily.Plan) (
 		b.WriteString(") AS parts")
 		if len(ordinals) > 0 {
 			b.WriteString(" GROUP BY " + strings.Join(ordinals, ", "))
+		} else {
+			// No input rows, no output row (not one of NULLs).
+			b.WriteString(" HAVING count(*) > 0")
 		}
 	}
 	if len(ordinals) > 0 {

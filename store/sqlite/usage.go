@@ -269,6 +269,9 @@ func (s *Store) report(ctx context.Context, q sluice.UsageQuery, p daily.Plan) (
 		b.WriteString(")")
 		if len(groups) > 0 {
 			b.WriteString(" GROUP BY " + strings.Join(groups, ", "))
+		} else {
+			// As above: no input rows, no output row (not one of NULLs).
+			b.WriteString(" HAVING count(*) > 0")
 		}
 	}
 	if len(groups) > 0 {
