@@ -2,11 +2,8 @@ package postgres
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"net/netip"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,65 +15,8 @@ import (
 
 func TestAuditStore(t *testing.T) {
 	audittest.Run(t, func(t *testing.T) audit.Store {
-		return &fairStore{Store: openTest(t, storetest.PostgresDSN(t))}
+		return openTest(t, storetest.PostgresDSN(t))
 	})
-}
-
-// fairStore gives a batch that lost a race for its Seqs the next turn when
-// its audit.Chain retries it: other appends wait for it, at most a second.
-//
-// audit.Chain retries a lost race five times, and the chain that won
-// appends again at once, while the loser must first re-read the head; so
-// on a store with real latency two busy chains starve each other and
-// audittest's ConcurrentChains fails about half the time (the memory store
-// is too fast to show it). This is the Chain's to fix (retry by time, not
-// count); until then the wrapper lets the suite check the store itself.
-type fairStore struct {
-	audit.Store
-	mu    sync.Mutex
-	loser string        // fingerprint of the batch that lost last; "" if none
-	until time.Time     // when the loser's priority lapses
-	turn  chan struct{} // closed when the loser has appended
-}
-
-func fingerprint(recs []audit.Record) string {
-	r := recs[0]
-	return fmt.Sprint(len(recs), r.Kind, r.RequestID, r.Time.UnixNano(), r.ClientAddr)
-}
-
-func (f *fairStore) AppendAudit(ctx context.Context, recs []audit.Record) error {
-	if len(recs) == 0 {
-		return f.Store.AppendAudit(ctx, recs)
-	}
-	fp := fingerprint(recs)
-	for {
-		f.mu.Lock()
-		if f.loser == "" || f.loser == fp || !time.Now().Before(f.until) {
-			f.mu.Unlock()
-			break
-		}
-		turn, wait := f.turn, time.Until(f.until)
-		f.mu.Unlock()
-		select {
-		case <-turn:
-		case <-time.After(wait):
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-	err := f.Store.AppendAudit(ctx, recs)
-	f.mu.Lock()
-	switch {
-	case errors.Is(err, sluice.ErrConflict):
-		if f.loser == "" || f.loser == fp {
-			f.loser, f.until, f.turn = fp, time.Now().Add(time.Second), make(chan struct{})
-		}
-	case f.loser == fp:
-		f.loser = ""
-		close(f.turn)
-	}
-	f.mu.Unlock()
-	return err
 }
 
 func TestAuditTamperingIsDetected(t *testing.T) {
