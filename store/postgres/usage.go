@@ -45,7 +45,7 @@ const backfillDailySQL = `INSERT INTO usage_daily
 	SELECT (requested_at AT TIME ZONE 'UTC')::date,
 		team, endpoint, key_id, end_user, upstream_model, upstream,
 		count(*), count(*) FILTER (WHERE error_class <> ''), sum(prompt_tokens), sum(completion_tokens), sum(total_tokens), sum(cost_micros)
-	FROM usage GROUP BY 1, 2, 3, 4, 5, 6, 7;`
+	FROM usage GROUP BY 1, 2, 3, 4, 5, 6, 7 ORDER BY 1, 2, 3, 4, 5, 6, 7;`
 
 // usageColumnsArrays holds a batch column by column.
 type usageArrays struct {
@@ -161,7 +161,7 @@ var dailyGroupExpr = map[sluice.UsageGroup]string{
 	sluice.GroupUser:     "end_user",
 	sluice.GroupModel:    "upstream_model",
 	sluice.GroupUpstream: "upstream",
-	sluice.GroupDay:      `to_char(day, 'YYYY-MM-DD') COLLATE "C"`,
+	sluice.GroupDay:      `to_char(day::timestamp, 'YYYY-MM-DD') COLLATE "C"`,
 }
 
 // UsageReport sums the records in [q.From, q.To) by q.GroupBy, ordered by

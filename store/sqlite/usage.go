@@ -37,7 +37,7 @@ const backfillDailySQL = `INSERT INTO usage_daily
 	SELECT (requested_at - ((requested_at % 86400000000) + 86400000000) % 86400000000) / 86400000000,
 		team, endpoint, key_id, end_user, upstream_model, upstream,
 		count(*), sum(error_class <> ''), sum(prompt_tokens), sum(completion_tokens), sum(total_tokens), sum(cost_micros)
-	FROM usage GROUP BY 1, 2, 3, 4, 5, 6, 7;`
+	FROM usage GROUP BY 1, 2, 3, 4, 5, 6, 7 ORDER BY 1, 2, 3, 4, 5, 6, 7;`
 
 // dailyKey identifies a row of the daily rollup.
 type dailyKey struct {

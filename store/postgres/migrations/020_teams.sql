@@ -42,12 +42,13 @@ DROP INDEX usage_team;
 DROP INDEX usage_endpoint;
 DROP INDEX usage_key;
 
--- Backfill from the ledger (the same statement as backfillDailySQL).
+-- Backfill from the ledger (the same statement as backfillDailySQL), in
+-- key order, so that the rows of a day are stored together.
 INSERT INTO usage_daily
 	SELECT (requested_at AT TIME ZONE 'UTC')::date,
 		team, endpoint, key_id, end_user, upstream_model, upstream,
 		count(*), count(*) FILTER (WHERE error_class <> ''), sum(prompt_tokens), sum(completion_tokens), sum(total_tokens), sum(cost_micros)
-	FROM usage GROUP BY 1, 2, 3, 4, 5, 6, 7;
+	FROM usage GROUP BY 1, 2, 3, 4, 5, 6, 7 ORDER BY 1, 2, 3, 4, 5, 6, 7;
 
 -- Budget seeding sums a team's, key's or endpoint's whole days from the
 -- rollup. These indexes change only when a rollup row is added, not when
