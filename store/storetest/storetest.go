@@ -629,9 +629,15 @@ func testReport(t *testing.T, open func(t *testing.T) sluice.Store) {
 	})
 
 	t.Run("Empty", func(t *testing.T) {
-		rows, err := st.UsageReport(ctx, sluice.UsageQuery{From: base.Add(-48 * time.Hour), To: base.Add(-24 * time.Hour)})
-		if err != nil || len(rows) != 0 {
-			t.Errorf("report over an empty range = %+v, %v; want no rows", rows, err)
+		for _, q := range []sluice.UsageQuery{
+			{From: base.Add(-48 * time.Hour), To: base.Add(-24 * time.Hour)},
+			// A whole day and partial days on both sides, none with records.
+			{From: base.Add(-66 * time.Hour), To: base.Add(-6 * time.Hour)},
+		} {
+			rows, err := st.UsageReport(ctx, q)
+			if err != nil || len(rows) != 0 {
+				t.Errorf("report from %v to %v, where there are no records = %+v, %v; want no rows", q.From, q.To, rows, err)
+			}
 		}
 	})
 
