@@ -28,6 +28,10 @@ const (
 	APIChat        API = "chat"
 	APICompletions API = "completions"
 	APIEmbeddings  API = "embeddings"
+	// APIInvocations is a custom model's own payload (MLflow
+	// dataframe_split, dataframe_records, instances or inputs), passed
+	// through to the model server, which answers {"predictions": ...}.
+	APIInvocations API = "invocations"
 )
 
 // UsageSource says where a record's token counts came from.
@@ -87,6 +91,21 @@ type UsageRecord struct {
 	TTFT             time.Duration // time to first byte sent to the client
 	Stream           bool
 	ClientAddr       string
+
+	// Databricks usage-tracking fields, kept as the client sent them.
+	ClientRequestID string // the body's client_request_id
+	UsageContext    string // the body's usage_context object, as compact JSON
+	// ServedEntity is the endpoint's served entity (target) that answered,
+	// or the last one tried when none did.
+	ServedEntity string
+	// Attempts is how many upstream attempts the call made (0: refused
+	// before any); above 1 means fallback happened.
+	Attempts int
+	// AttemptLog lists every attempt in order as
+	// "entity:status[:class]" joined by ";", e.g.
+	// "a:502:upstream_status;b:200". A target skipped because its
+	// circuit breaker was open appears as "entity:open".
+	AttemptLog string
 }
 
 // Key is an API key as stored: never the secret, only its SHA-256 digest.

@@ -64,6 +64,47 @@ type Target struct {
 	Price        pricing.Price
 	Priced       bool
 	PriceVersion string
+	// Name is the served entity's name (default: the upstream's name),
+	// recorded as the record's ServedEntity and sent in the
+	// served-model-name response header.
+	Name string
+	// Guard, if set, says whether the upstream may be tried now (circuit
+	// breaker, health checks) and learns each attempt's outcome.
+	Guard Guard
+	// Gate, if set, admits the call into the target's capacity
+	// (provisioned throughput, a custom model's concurrency).
+	Gate Gate
+}
+
+// Guard is a target's circuit breaker and health state.
+type Guard interface {
+	// Allow reports whether an attempt may be made now. A half-open
+	// breaker allows one probe at a time.
+	Allow() bool
+	// Report gives the outcome of an attempt Allow admitted: ok is false
+	// for a connection failure, a timeout or a 5xx answer (not for 429 or
+	// other 4xx, which say nothing about the upstream's health).
+	Report(ok bool)
+	// RetryAfter is how long until the guard may allow attempts again
+	// (0 if it allows them now).
+	RetryAfter() time.Duration
+}
+
+// Gate bounds the calls in flight on a target with a declared capacity.
+type Gate interface {
+	// Acquire waits, bounded, for room for a call expected to use about
+	// tokens tokens. It fails with an *apierr.Error (429 with
+	// RetryAfter) when the wait would exceed the gate's limit, or with
+	// ctx's error. release is called once with the tokens the call used.
+	Acquire(ctx context.Context, tokens int64) (release func(used int64), err error)
+}
+
+// EntityName is the target's served-entity name.
+func (t *Target) EntityName() string {
+	if t.Name != "" {
+		return t.Name
+	}
+	return t.Upstream.Name
 }
 
 // Endpoint is what a client names in `model`.
@@ -80,6 +121,24 @@ type Endpoint struct {
 	// Policy carries settings for admitters (routing mode, limits); the
 	// proxy does not read it.
 	Policy any
+
+	// Kind is pay_per_token, provisioned_throughput or custom.
+	Kind string
+	// Split, when set, holds each target's traffic percentage (aligned
+	// with Targets, summing to 100): the first attempt goes to a target
+	// drawn with these weights.
+	Split []int
+	// Ordered keeps fallback in Targets order (Databricks' served-entity
+	// list order) instead of the order admitters leave.
+	Ordered bool
+	// Fallback tries the next target when an attempt fails before the
+	// client received any byte: connection failure, timeout, 429, 5xx.
+	Fallback bool
+	// Gateway holds the endpoint's AI Gateway settings, for admitters.
+	Gateway *sluice.AIGateway
+	// CapturePayloads hands request and response bodies to
+	// Options.Payload (inference tables).
+	CapturePayloads bool
 }
 
 func (e *Endpoint) allows(api sluice.API) bool {
@@ -132,7 +191,27 @@ type Options struct {
 	// TraceDial records the address each call's upstream connection
 	// actually reached in Admission.DialedAddr (audit evidence).
 	TraceDial bool
+	// Random draws traffic splits; it returns a float in [0, 1) and must be
+	// safe for concurrent use. nil uses math/rand/v2.
+	Random func() float64
+	// Payload receives the bodies of calls to endpoints with
+	// CapturePayloads, after the record is committed. It must not block.
+	Payload func(p *Payload)
 }
+
+// Payload is one call's request and response bodies for payload logging.
+type Payload struct {
+	Record   *sluice.UsageRecord
+	Endpoint *Endpoint
+	Request  []byte // the body as the client sent it
+	// Response is the answer's body; for streams, the concatenated data of
+	// its events. At most MaxPayloadBytes+1 bytes are kept, so a longer
+	// one shows as over the cap.
+	Response []byte
+}
+
+// MaxPayloadBytes is the largest payload logged (1 MiB).
+const MaxPayloadBytes = 1 << 20
 
 // Proxy serves the OpenAI-compatible data plane.
 type Proxy struct {
