@@ -1,5 +1,7 @@
 package sluice
 
+import "fmt"
+
 // AIGateway is an endpoint's AI Gateway settings in Databricks' shape
 // (PUT /api/2.0/serving-endpoints/{name}/ai-gateway), also accepted in the
 // YAML config under an endpoint's ai_gateway. How each maps onto Sluice:
@@ -73,4 +75,65 @@ type PIIBehavior struct {
 // FallbackConfig turns fallback across served entities on or off.
 type FallbackConfig struct {
 	Enabled bool `yaml:"enabled" json:"enabled"`
+}
+
+// Problems lists what is wrong with g, each as "field: message" with
+// fields relative to the settings object (e.g. "rate_limits[0].key").
+func (g *AIGateway) Problems() []string {
+	if g == nil {
+		return nil
+	}
+	var out []string
+	add := func(field, format string, a ...any) { out = append(out, field+": "+fmt.Sprintf(format, a...)) }
+	if t := g.InferenceTableConfig; t != nil {
+		if t.SamplingFraction < 0 || t.SamplingFraction > 1 {
+			add("inference_table_config.sampling_fraction", "must be between 0 and 1")
+		}
+	}
+	for i, r := range g.RateLimits {
+		f := fmt.Sprintf("rate_limits[%d]", i)
+		switch r.Key {
+		case "user", "user_group", "service_principal", "endpoint":
+		case "":
+			add(f+".key", "is required: user, user_group, service_principal or endpoint")
+		default:
+			add(f+".key", "%q is not user, user_group, service_principal or endpoint", r.Key)
+		}
+		if r.RenewalPeriod != "minute" {
+			add(f+".renewal_period", "must be minute")
+		}
+		if r.Calls < 0 || r.Tokens < 0 {
+			add(f, "calls and tokens must not be negative")
+		} else if r.Calls == 0 && r.Tokens == 0 {
+			add(f, "needs calls or tokens")
+		}
+	}
+	if gr := g.Guardrails; gr != nil {
+		for _, d := range []struct {
+			name string
+			p    *GuardrailParameters
+		}{{"input", gr.Input}, {"output", gr.Output}} {
+			if d.p == nil || d.p.PII == nil {
+				continue
+			}
+			switch d.p.PII.Behavior {
+			case "BLOCK", "MASK", "NONE":
+			default:
+				add("guardrails."+d.name+".pii.behavior", "%q is not BLOCK, MASK or NONE", d.p.PII.Behavior)
+			}
+		}
+	}
+	return out
+}
+
+// RateScope maps an AI Gateway rate-limit key onto Sluice's rate-limit
+// scopes: service_principal is a key, user_group a team.
+func RateScope(key string) string {
+	switch key {
+	case "service_principal":
+		return "key"
+	case "user_group":
+		return "team"
+	}
+	return key
 }

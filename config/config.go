@@ -33,6 +33,10 @@ type Config struct {
 	Budgets   Budgets    `yaml:"budgets"`
 	Upstreams []Upstream `yaml:"upstreams"`
 	Endpoints []Endpoint `yaml:"endpoints"`
+	// Secrets resolves {{secrets/scope/key}} references (serving.go).
+	Secrets Secrets `yaml:"secrets"`
+	// Serving configures the serving-endpoints control plane.
+	Serving Serving `yaml:"serving"`
 
 	// Network settings: listeners, egress policy, data classes, audit
 	// (network.go).
@@ -111,6 +115,8 @@ type Upstream struct {
 	// UpstreamPolicy says what the upstream may receive and where it may
 	// connect (network.go).
 	UpstreamPolicy `yaml:",inline"`
+	// UpstreamHealth are its health check and circuit breaker (serving.go).
+	UpstreamHealth `yaml:",inline"`
 }
 
 // Simulator configures a `type: simulator` upstream.
@@ -139,6 +145,9 @@ type Endpoint struct {
 	// EndpointRouting adds targets and the data-class routing mode
 	// (network.go).
 	EndpointRouting `yaml:",inline"`
+	// EndpointServing adds the kind, fallback and AI Gateway settings
+	// (serving.go).
+	EndpointServing `yaml:",inline"`
 }
 
 // EndpointPrice is an endpoint's own price in USD per 1M tokens.

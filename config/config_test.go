@@ -101,9 +101,9 @@ func TestBadFile(t *testing.T) {
 		`line 7: upstreams[0].base_url: must be an absolute http or https URL`,
 		`line 8: upstreams[1].name: "a" is declared twice`,
 		`line 8: upstreams[1].api_version: is required for azure upstreams`,
-		`line 12: upstreams[2].type: "telepathy" is not one of openai, azure, simulator`,
+		`line 12: upstreams[2].type: "telepathy" is not one of openai, azure, mlflow, simulator`,
 		`line 15: endpoints[0].upstream: "missing" is not a declared upstream`,
-		`line 16: endpoints[0].apis[1]: "images" is not chat, completions or embeddings`,
+		`line 16: endpoints[0].apis[1]: "images" is not chat, completions, embeddings or invocations`,
 		`line 18: endpoints[0].price.input_per_1m: "-1" is not a plain decimal USD amount`,
 		`line 19: endpoints[0].price.output_per_1m: "1e3" is not a plain decimal USD amount`,
 	}

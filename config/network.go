@@ -175,6 +175,9 @@ type Target struct {
 	// Model is the upstream's model name; default the endpoint's name.
 	Model string         `yaml:"model"`
 	Price *EndpointPrice `yaml:"price"`
+	// TargetServing adds the served-entity name, traffic share, capacity
+	// and workload size (serving.go).
+	TargetServing `yaml:",inline"`
 }
 
 func (c *Config) networkDefaults() {
@@ -247,7 +250,7 @@ func (e *Endpoint) EndpointTargets() []Target {
 	if len(e.Targets) > 0 {
 		return e.Targets
 	}
-	return []Target{{Upstream: e.Upstream, Model: e.Model, Price: e.Price}}
+	return []Target{e.singleTarget()}
 }
 
 // Ingress returns the listener as the ingress package takes it, checked

@@ -48,6 +48,7 @@ func (c *Config) applyDefaults() {
 	c.networkDefaults()
 	c.limitDefaults()
 	c.budgetDefaults()
+	c.servingDefaults()
 	setDefault(&c.Log.Level, "info")
 	setDefault(&c.Log.Format, "json")
 	for i := range c.Upstreams {
@@ -75,8 +76,24 @@ func (c *Config) applyDefaults() {
 		}
 		if len(e.APIs) == 0 {
 			e.APIs = []string{"chat", "completions", "embeddings"}
+			for _, t := range e.EndpointTargets() {
+				if c.upstreamType(t.Upstream) == TypeMLflow {
+					// A custom model takes its own payloads too.
+					e.APIs = append(e.APIs, "invocations")
+					break
+				}
+			}
 		}
 	}
+}
+
+func (c *Config) upstreamType(name string) string {
+	for _, u := range c.Upstreams {
+		if u.Name == name {
+			return u.Type
+		}
+	}
+	return ""
 }
 
 // providerFromURL guesses the price-catalog provider of an OpenAI-compatible
@@ -180,7 +197,7 @@ func (c *Config) Validate() Errors {
 		}
 		ups[u.Name] = true
 		switch u.Type {
-		case TypeOpenAI, TypeAzure:
+		case TypeOpenAI, TypeAzure, TypeMLflow:
 			pu, err := url.Parse(u.BaseURL)
 			if err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
 				add(f+".base_url", "must be an absolute http or https URL")
@@ -209,9 +226,9 @@ func (c *Config) Validate() Errors {
 				}
 			}
 		case "":
-			add(f+".type", "is required: openai, azure or simulator")
+			add(f+".type", "is required: openai, azure, mlflow or simulator")
 		default:
-			add(f+".type", "%q is not one of openai, azure, simulator", u.Type)
+			add(f+".type", "%q is not one of openai, azure, mlflow, simulator", u.Type)
 		}
 		if u.Type != TypeAzure && u.APIVersion != "" {
 			add(f+".api_version", "is only for azure upstreams")
@@ -242,9 +259,9 @@ func (c *Config) Validate() Errors {
 		}
 		for j, a := range e.APIs {
 			switch a {
-			case "chat", "completions", "embeddings":
+			case "chat", "completions", "embeddings", "invocations":
 			default:
-				add(fmt.Sprintf("%s.apis[%d]", f, j), "%q is not chat, completions or embeddings", a)
+				add(fmt.Sprintf("%s.apis[%d]", f, j), "%q is not chat, completions, embeddings or invocations", a)
 			}
 		}
 		if e.MaxOutputTokens < 0 || e.MaxOutputTokens > 10_000_000 {
@@ -262,6 +279,7 @@ func (c *Config) Validate() Errors {
 	c.validateNetwork(add)
 	c.validateLimits(add)
 	c.validateBudgets(add)
+	c.validateServing(add)
 	return errs
 }
 
