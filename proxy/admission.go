@@ -109,7 +109,7 @@ func (c *call) admit() error {
 	}
 	c.addHeaders()
 	if len(a.Body) != len(c.req.body) || len(a.Body) == 0 || &a.Body[0] != &c.req.body[0] {
-		req, perr := parseRequest(c.api, a.Body)
+		req, perr := parseRequest(c.api, a.Body, c.popts)
 		if perr != nil {
 			return &apierr.Error{Status: 500, Type: "server_error", Msg: "internal error", Class: sluice.ErrClassInternal, Err: perr}
 		}

@@ -39,7 +39,7 @@ func TestParseRequestErrors(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			_, e := parseRequest(c.api, []byte(c.body))
+			_, e := parseRequest(c.api, []byte(c.body), parseOptions{})
 			if e == nil {
 				t.Fatal("accepted")
 			}
@@ -71,14 +71,14 @@ func TestUpstreamBody(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			r, e := parseRequest(sluice.APIChat, []byte(c.in))
+			r, e := parseRequest(sluice.APIChat, []byte(c.in), parseOptions{})
 			if e != nil {
 				t.Fatal(e)
 			}
 			if r.includeUsage != c.includeUsage {
 				t.Fatalf("includeUsage = %v", r.includeUsage)
 			}
-			out := r.upstreamBody(c.model)
+			out := r.upstreamBody(c.model, false)
 			var got map[string]any
 			if err := json.Unmarshal(out, &got); err != nil {
 				t.Fatalf("rewritten body is not JSON: %s", out)
@@ -115,12 +115,16 @@ func FuzzParseRequest(f *testing.F) {
 		`{"model":"m","stream":true,"messages":[],"stream_options":{"include_usage":false}}`,
 		`{"model":"m\u00e9","prompt":["a","b"],"max_tokens":5,"user":"u"}`,
 		`{"model":"m","input":"x"}`, `{}`, `[]`, `{"a":{"b":[1,2,{"c":"}"}]},"model":"q","messages":[]}`,
+		`{"messages":[],"client_request_id":"c1","usage_context":{"team":"a"},"extra_params":{"top_k":3,"messages":1}}`,
+		`{"dataframe_split":{"columns":["a"],"data":[[1]]},"client_request_id":"x"}`,
+		`{"extra_params":{},"stream":true,"prompt":"p"}`,
 	} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
+		pathRewrite(t, s)
 		for _, api := range []sluice.API{sluice.APIChat, sluice.APICompletions, sluice.APIEmbeddings} {
-			r, e := parseRequest(api, []byte(s))
+			r, e := parseRequest(api, []byte(s), parseOptions{})
 			if e != nil {
 				if e.Status != 400 {
 					t.Fatalf("status %d", e.Status)
@@ -135,13 +139,15 @@ func FuzzParseRequest(f *testing.F) {
 			if err := json.Unmarshal(ref["model"], &model); err != nil || model != r.model {
 				t.Fatalf("model %q, encoding/json says %q (%v)", r.model, model, err)
 			}
-			out := r.upstreamBody("upstream-" + r.model)
+			out := r.upstreamBody("upstream-"+r.model, false)
 			var got map[string]json.RawMessage
 			if err := json.Unmarshal(out, &got); err != nil {
 				t.Fatalf("rewrite broke JSON: %v\n%s", err, out)
 			}
-			if len(got) < len(ref) {
-				t.Fatalf("rewrite lost members: %s", out)
+			for k := range ref {
+				if _, ok := got[k]; !ok && !tracking[k] {
+					t.Fatalf("rewrite lost %q: %s", k, out)
+				}
 			}
 			json.Unmarshal(got["model"], &model)
 			if model != "upstream-"+r.model {
@@ -152,4 +158,59 @@ func FuzzParseRequest(f *testing.F) {
 			}
 		}
 	})
+}
+
+var tracking = map[string]bool{"client_request_id": true, "usage_context": true, "extra_params": true}
+
+// pathRewrite checks a body sent to /serving-endpoints/{name}/invocations:
+// the API is decided from the body, the model set from the path, the
+// tracking fields dropped and extra_params lifted to the top level.
+func pathRewrite(t *testing.T, s string) {
+	for _, pass := range []bool{false, true} {
+		r, e := parseRequest("", []byte(s), parseOptions{pathModel: "ep"})
+		if e != nil {
+			if e.Status != 400 {
+				t.Fatalf("status %d", e.Status)
+			}
+			return
+		}
+		if r.model != "ep" {
+			t.Fatalf("model %q", r.model)
+		}
+		out := r.upstreamBody("up", pass)
+		var got, ref map[string]json.RawMessage
+		if err := json.Unmarshal(out, &got); err != nil {
+			t.Fatalf("rewrite broke JSON: %v\n%s", err, out)
+		}
+		json.Unmarshal([]byte(s), &ref)
+		for k := range tracking {
+			if _, ok := got[k]; ok {
+				t.Fatalf("tracking member %q sent upstream: %s", k, out)
+			}
+		}
+		for k, v := range ref {
+			if tracking[k] || k == "model" || k == "stream_options" {
+				continue
+			}
+			if string(got[k]) != string(v) {
+				t.Fatalf("member %q changed: %s", k, out)
+			}
+		}
+		var extra map[string]json.RawMessage
+		if json.Unmarshal(ref["extra_params"], &extra) == nil {
+			for k, v := range extra {
+				if _, top := ref[k]; !top && k != "model" && string(got[k]) != string(v) {
+					t.Fatalf("extra param %q not lifted: %s", k, out)
+				}
+			}
+		}
+		var model string
+		json.Unmarshal(got["model"], &model)
+		if !pass && model != "up" {
+			t.Fatalf("model not set: %s", out)
+		}
+		if pass && string(got["model"]) != string(ref["model"]) {
+			t.Fatalf("passthrough changed the model: %s", out)
+		}
+	}
 }

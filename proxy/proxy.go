@@ -48,7 +48,10 @@ type Upstream struct {
 	Name      string
 	Provider  string // price-catalog provider
 	Simulator bool   // the built-in simulator
-	Adapter   provider.Adapter
+	// Passthrough marks a server that takes clients' payloads as they are
+	// (MLflow /invocations): no model member is added, no stream options.
+	Passthrough bool
+	Adapter     provider.Adapter
 	Transport http.RoundTripper
 	// Timeout bounds the wait for the upstream's response headers.
 	Timeout time.Duration
@@ -194,6 +197,9 @@ type Options struct {
 	// Random draws traffic splits; it returns a float in [0, 1) and must be
 	// safe for concurrent use. nil uses math/rand/v2.
 	Random func() float64
+	// Output, if set, may rewrite a non-streamed answer before it is
+	// sent (output guardrails); it returns body itself when unchanged.
+	Output func(ep *Endpoint, body []byte) []byte
 	// Payload receives the bodies of calls to endpoints with
 	// CapturePayloads, after the record is committed. It must not block.
 	Payload func(p *Payload)
@@ -286,37 +292,74 @@ func remoteIP(r *http.Request) string {
 	return host
 }
 
-// Handler returns the handler for one API operation.
-func (p *Proxy) Handler(api sluice.API) http.Handler {
+// Dialect is the error shape a route answers in.
+type Dialect int
+
+const (
+	// DialectOpenAI is {"error":{"message","type","param","code"}}, spoken
+	// by OpenAI and Azure OpenAI clients.
+	DialectOpenAI Dialect = iota
+	// DialectDatabricks is {"error_code","message"}, spoken by Databricks
+	// Model Serving clients.
+	DialectDatabricks
+)
+
+// Route is one data-plane path.
+type Route struct {
+	// API is the operation; empty decides it from the body (Databricks'
+	// /serving-endpoints/{name}/invocations).
+	API sluice.API
+	// EndpointParam names the path wildcard holding the endpoint; empty
+	// takes it from the body's model.
+	EndpointParam string
+	Dialect       Dialect
+	// RequireQuery names a query parameter the path requires (Azure's
+	// api-version).
+	RequireQuery string
+}
+
+// Handler returns the OpenAI-compatible handler for one API operation.
+func (p *Proxy) Handler(api sluice.API) http.Handler { return p.Route(Route{API: api}) }
+
+// Route returns the handler for a data-plane path.
+func (p *Proxy) Route(rt Route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c := &call{p: p, w: w, r: r, api: api, start: p.o.Now()}
+		c := &call{p: p, w: w, r: r, route: rt, api: rt.API, start: p.o.Now()}
 		c.rec = sluice.UsageRecord{
 			RequestID:   p.newID(),
 			Time:        c.start.UTC(),
-			API:         api,
+			API:         rt.API,
 			UsageSource: sluice.UsageNone,
 			ClientAddr:  p.o.ClientAddr(r),
 		}
 		w.Header().Set("X-Request-Id", c.rec.RequestID)
 		err := c.serve()
-		if c.committed {
-			return
+		if !c.committed {
+			e := apierr.As(err)
+			c.rec.Status = e.Status
+			c.rec.ErrorClass = e.Class
+			if e.Status >= 500 || e.Class == sluice.ErrClassUpstreamRate {
+				p.o.Logger.Warn("request failed", "request_id", c.rec.RequestID, "endpoint", c.rec.Endpoint,
+					"upstream", c.rec.Upstream, "status", e.Status, "class", e.Class, "err", e.Err)
+			}
+			c.commit()
+			if c.rec.ErrorClass != sluice.ErrClassClientDisconnect && !c.wroteHeader {
+				c.writeError(e)
+			}
 		}
-		e := apierr.As(err)
-		c.rec.Status = e.Status
-		c.rec.ErrorClass = e.Class
-		if e.Status >= 500 || e.Class == sluice.ErrClassUpstreamRate {
-			p.o.Logger.Warn("request failed", "request_id", c.rec.RequestID, "endpoint", c.rec.Endpoint,
-				"upstream", c.rec.Upstream, "status", e.Status, "class", e.Class, "err", e.Err)
-		}
-		c.commit()
-		if c.rec.ErrorClass == sluice.ErrClassClientDisconnect {
-			return // nobody to answer
-		}
-		if !c.wroteHeader {
-			apierr.WriteOpenAI(w, e)
+		if c.ep != nil && c.ep.CapturePayloads && p.o.Payload != nil && c.req != nil {
+			rec := c.rec
+			p.o.Payload(&Payload{Record: &rec, Endpoint: c.ep, Request: c.req.body, Response: c.capture})
 		}
 	})
+}
+
+func (c *call) writeError(e *apierr.Error) {
+	if c.route.Dialect == DialectDatabricks {
+		apierr.WriteDatabricks(c.w, e)
+		return
+	}
+	apierr.WriteOpenAI(c.w, e)
 }
 
 // call is one request in flight.
@@ -324,6 +367,7 @@ type call struct {
 	p     *Proxy
 	w     http.ResponseWriter
 	r     *http.Request
+	route Route
 	api   sluice.API
 	start time.Time
 	rec   sluice.UsageRecord
@@ -333,6 +377,16 @@ type call struct {
 	tgt   *Target
 	adm   *Admission
 	dones []func(*sluice.UsageRecord)
+
+	// attempts are the finished failed attempts, "entity:status:class".
+	attempts []string
+	// upStatus is the current attempt's upstream HTTP status (0: none).
+	upStatus int
+	// capture collects the response body for payload logging.
+	capture []byte
+	// logged: the current target's attempt is in attempts already.
+	logged bool
+	popts  parseOptions
 
 	wroteHeader bool
 	committed   bool
@@ -359,15 +413,25 @@ func (c *call) serve() error {
 	c.key = k
 	c.rec.KeyID, c.rec.Team = k.ID, k.Team
 
+	var opts parseOptions
+	if c.route.EndpointParam != "" {
+		opts.pathModel = c.r.PathValue(c.route.EndpointParam)
+		c.rec.Endpoint = opts.pathModel
+	}
+	if q := c.route.RequireQuery; q != "" && c.r.URL.Query().Get(q) == "" {
+		return apierr.BadRequest(q, "missing_required_parameter", "The query parameter '%s' is required (e.g. ?%s=2024-10-21).", q, q)
+	}
 	body, err := c.readBody()
 	if err != nil {
 		return err
 	}
-	req, perr := parseRequest(c.api, body)
+	c.popts = opts
+	req, perr := parseRequest(c.api, body, opts)
 	if perr != nil {
 		return perr
 	}
 	c.req = req
+	c.api, c.rec.API = req.api, req.api
 	if req.user == "" {
 		// Clients that cannot set OpenAI's `user` field name the end user
 		// in a header instead.
@@ -377,22 +441,28 @@ func (c *call) serve() error {
 		}
 	}
 	c.rec.Endpoint, c.rec.Stream, c.rec.User = req.model, req.stream, req.user
+	what := "model"
+	if c.route.EndpointParam != "" {
+		what = "serving endpoint"
+	}
 	ep := c.p.Endpoint(req.model)
 	if ep == nil {
-		return apierr.NotFound("model", "model_not_found", "The model '%s' does not exist or you do not have access to it.", req.model)
+		return apierr.NotFound("model", "model_not_found", "The %s '%s' does not exist or you do not have access to it.", what, req.model)
 	}
 	if !k.MayUse(ep.Name) {
-		return apierr.Forbidden("model_not_allowed", "This key may not use the model '%s'.", ep.Name)
+		return apierr.Forbidden("model_not_allowed", "This key may not use the %s '%s'.", what, ep.Name)
 	}
 	if !ep.allows(c.api) {
-		return apierr.BadRequest("model", "unsupported_api", "The model '%s' does not support %s requests.", ep.Name, c.api)
+		return apierr.BadRequest("model", "unsupported_api", "The %s '%s' does not support %s requests.", what, ep.Name, c.api)
 	}
 	c.ep = ep
+	if g := ep.Gateway; g == nil || g.UsageTrackingConfig == nil || g.UsageTrackingConfig.Enabled {
+		c.rec.ClientRequestID, c.rec.UsageContext = req.clientRequestID, req.usageContext
+	}
 	if err := c.admit(); err != nil {
 		return err
 	}
-	c.rec.Upstream = c.tgt.Upstream.Name
-	return c.forward()
+	return c.forwardAll()
 }
 
 func (c *call) readBody() ([]byte, error) {
@@ -439,7 +509,7 @@ func tooLarge(max int64) *apierr.Error {
 
 var errUpstreamTimeout = errors.New("upstream response timeout")
 
-// forward sends the call upstream and relays the answer.
+// forward sends the call to the current target and relays the answer.
 func (c *call) forward() error {
 	up := c.tgt.Upstream
 	ctx, cancel := context.WithCancelCause(c.r.Context())
@@ -448,7 +518,7 @@ func (c *call) forward() error {
 	if c.p.o.TraceDial {
 		ctx, peer = egress.TracePeer(ctx)
 	}
-	upReq, err := up.Adapter.NewRequest(ctx, c.api, c.tgt.Model, c.req.upstreamBody(c.tgt.Model))
+	upReq, err := up.Adapter.NewRequest(ctx, c.api, c.tgt.Model, c.req.upstreamBody(c.tgt.Model, up.Passthrough))
 	if err != nil {
 		return &apierr.Error{Status: 500, Type: "server_error", Msg: "internal error", Class: sluice.ErrClassInternal, Err: err}
 	}
@@ -473,6 +543,7 @@ func (c *call) forward() error {
 		return c.upstreamErr(ctx, err)
 	}
 	defer resp.Body.Close()
+	c.upStatus = resp.StatusCode
 	if resp.StatusCode != http.StatusOK {
 		return c.upstreamStatus(resp)
 	}
@@ -565,6 +636,12 @@ func (c *call) relayBody(ctx context.Context, resp *http.Response) error {
 	} else {
 		c.estimate(usage.AppendText(nil, body))
 	}
+	if c.p.o.Output != nil {
+		body = c.p.o.Output(c.ep, body)
+	}
+	if c.ep.CapturePayloads {
+		c.capture = appendCapped(c.capture, body)
+	}
 	c.rec.Status = http.StatusOK
 	h := c.w.Header()
 	h.Set("Content-Type", "application/json")
@@ -619,6 +696,9 @@ func (c *call) commit() {
 		return
 	}
 	c.committed = true
+	if c.rec.Attempts > 0 || len(c.attempts) > 0 {
+		c.rec.AttemptLog = c.attemptLog()
+	}
 	now := c.p.o.Now()
 	c.rec.Latency = now.Sub(c.start)
 	if c.rec.TTFT == 0 && c.rec.Status != 499 {
@@ -655,4 +735,17 @@ func (c *call) commit() {
 			slog.String("usage_source", string(c.rec.UsageSource)), slog.Int64("cost_micros", c.rec.CostMicros),
 			slog.Duration("latency", c.rec.Latency))
 	}
+}
+
+// appendCapped appends b to dst, keeping at most MaxPayloadBytes+1 bytes so
+// that an answer over the cap still shows as over it.
+func appendCapped(dst, b []byte) []byte {
+	room := MaxPayloadBytes + 1 - len(dst)
+	if room <= 0 {
+		return dst
+	}
+	if len(b) > room {
+		b = b[:room]
+	}
+	return append(dst, b...)
 }

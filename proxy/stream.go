@@ -63,6 +63,10 @@ func (c *call) relayStream(ctx context.Context, resp *http.Response) error {
 		if ch.UsageOnly && !c.req.includeUsage {
 			continue
 		}
+		if c.ep.CapturePayloads {
+			c.capture = appendCapped(c.capture, ev.Data)
+			c.capture = appendCapped(c.capture, []byte("\n"))
+		}
 		if writeErr = c.writeEvent(rc, ev.Raw); writeErr != nil {
 			break
 		}
