@@ -21,13 +21,32 @@ type RateRule struct {
 	RPM, TPM  int64
 }
 
-// RateLimits admits a call only if every rule that applies to it has room.
+// RateLimits admits a call only if every rule that applies to it has room:
+// the configured Rules and the calling endpoint's AI Gateway rate limits
+// (proxy.Endpoint.Gateway). It works with no Rules, for endpoints whose
+// only limits are their AI Gateway settings.
+//
+// AI Gateway limits map onto Sluice as sluice.RateScope says: key user is
+// the end user (Admission.User), user_group the key's team,
+// service_principal the key, endpoint the endpoint; calls is RPM, tokens
+// TPM. A limit with no principal gives each principal its own bucket (the
+// per-user default); one with a principal applies to that principal only.
+// As in Databricks, custom limits override defaults: a call whose user or
+// key has a limit of its own is held to those limits only; else, if its
+// team has one, to the team's; else to the default user,
+// service_principal and user_group limits. Endpoint limits always apply.
+// Several limits on one bucket combine into the strictest RPM and TPM.
+// A call with no end user is not subject to user limits. AI Gateway
+// buckets are named "gw:<endpoint>:<scope>:<principal>", apart from the
+// configured rules' buckets.
 type RateLimits struct {
+	// Limiter holds the buckets; it must be set.
 	Limiter ratelimit.Limiter
 	Rules   []RateRule
 	Logger  *slog.Logger
-	// OnReject is called with the refusing limit, as "<scope>/rpm" or
-	// "<scope>/tpm", for metrics.
+	// OnReject is called with the refusing limit, for metrics: a rule's
+	// as "<scope>/rpm" or "<scope>/tpm", an AI Gateway limit's as
+	// "gateway_<scope>/rpm" or "gateway_<scope>/tpm".
 	OnReject func(limit string)
 }
 
@@ -66,6 +85,13 @@ func (rl *RateLimits) Admit(ctx context.Context, a *proxy.Admission) (func(*slui
 		reqs = append(reqs, ratelimit.Request{Key: key, RPM: r.RPM, TPM: r.TPM})
 		needTokens = needTokens || r.TPM > 0
 	}
+	if g := a.Endpoint.Gateway; g != nil && len(g.RateLimits) > 0 {
+		n := len(reqs)
+		reqs = gatewayRequests(g.RateLimits, a, reqs)
+		for _, r := range reqs[n:] {
+			needTokens = needTokens || r.TPM > 0
+		}
+	}
 	if len(reqs) == 0 {
 		return nil, nil
 	}
@@ -87,15 +113,15 @@ func (rl *RateLimits) Admit(ctx context.Context, a *proxy.Admission) (func(*slui
 	}
 	d.WriteHeaders(a.Header)
 	if !d.Allowed {
-		scope, dim := limitLabel(d.Limit)
+		l := describe(d.Limit)
 		if rl.OnReject != nil {
-			rl.OnReject(scope + "/" + dim)
+			rl.OnReject(l.metric)
 		}
-		what := "requests"
-		if dim == "tpm" {
+		scope, what := l.scope, "requests"
+		if l.dim == "tpm" {
 			what = "tokens"
 		}
-		msg := "Rate limit reached for " + scope + " " + strings.TrimPrefix(subject(d.Limit), scope+":") + " on " + what + " per minute."
+		msg := "Rate limit reached for " + scope + " " + l.who + " on " + what + " per minute."
 		if d.TooLarge {
 			msg = "The request asks for more tokens per minute than the " + scope + " limit allows; lower max_tokens or the prompt."
 		} else if d.Limit == "" {
@@ -117,20 +143,105 @@ func (rl *RateLimits) Admit(ctx context.Context, a *proxy.Admission) (func(*slui
 	}, nil
 }
 
-// limitLabel splits "team:x@ep/tpm" into ("team", "tpm").
-func limitLabel(limit string) (scope, dim string) {
-	i := strings.LastIndexByte(limit, '/')
-	if i < 0 {
-		return "limiter", "unavailable"
+// Levels of AI Gateway limits: a call is held to the most specific level
+// that has a limit for it (endpoint limits aside).
+const (
+	levelDefault    = iota // no principal: each principal's own bucket
+	levelGroup             // user_group with the key's team
+	levelIndividual        // user or service_principal naming the caller
+)
+
+// level is r's level, and whether it names a principal other than the
+// caller's (then it does not apply). Endpoint limits have no level (-1).
+func level(r *sluice.AIRateLimit, a *proxy.Admission) (int, bool) {
+	if r.Key == "endpoint" {
+		return -1, r.Principal == "" || r.Principal == a.Endpoint.Name
 	}
-	dim = limit[i+1:]
-	scope, _, _ = strings.Cut(limit[:i], ":")
-	return scope, dim
+	if r.Principal == "" {
+		return levelDefault, true
+	}
+	if r.Principal != principal(sluice.RateScope(r.Key), a) {
+		return 0, false
+	}
+	if r.Key == "user_group" {
+		return levelGroup, true
+	}
+	return levelIndividual, true
 }
 
-func subject(limit string) string {
-	if i := strings.LastIndexByte(limit, '/'); i >= 0 {
-		return limit[:i]
+// gatewayRequests appends to reqs the buckets of the AI Gateway limits
+// that apply to a, one per bucket with the strictest of its limits.
+func gatewayRequests(limits []sluice.AIRateLimit, a *proxy.Admission, reqs []ratelimit.Request) []ratelimit.Request {
+	top := levelDefault
+	for i := range limits {
+		if lv, ok := level(&limits[i], a); ok {
+			top = max(top, lv)
+		}
 	}
-	return limit
+	n := len(reqs)
+	for i := range limits {
+		r := &limits[i]
+		lv, ok := level(r, a)
+		if !ok || lv >= 0 && lv != top {
+			continue
+		}
+		scope := sluice.RateScope(r.Key)
+		p := principal(scope, a)
+		if p == "" {
+			continue // no end user: user limits cannot tell callers apart
+		}
+		key := gatewayPrefix + a.Endpoint.Name + ":" + scope + ":" + p
+		j := n
+		for j < len(reqs) && reqs[j].Key != key {
+			j++
+		}
+		if j == len(reqs) {
+			reqs = append(reqs, ratelimit.Request{Key: key})
+		}
+		reqs[j].RPM = strictest(reqs[j].RPM, r.Calls)
+		reqs[j].TPM = strictest(reqs[j].TPM, r.Tokens)
+	}
+	return reqs
+}
+
+// gatewayPrefix starts the bucket keys of AI Gateway limits; configured
+// rules' keys start with their scope, never "gw".
+const gatewayPrefix = "gw:"
+
+// strictest combines two limits where 0 means none.
+func strictest(a, b int64) int64 {
+	if a == 0 || b > 0 && b < a {
+		return b
+	}
+	return a
+}
+
+// limitDesc is a refusing limit as shown to clients and metrics.
+type limitDesc struct {
+	metric string // "team/tpm", "gateway_user/rpm"
+	scope  string // key, team, endpoint, user
+	who    string // the principal, and where the limit holds
+	dim    string // rpm or tpm
+}
+
+// describe reads a Decision.Limit: "team:x@ep/tpm" for a configured rule,
+// "gw:ep:team:x/tpm" for an AI Gateway limit, "" for none.
+func describe(limit string) limitDesc {
+	i := strings.LastIndexByte(limit, '/')
+	if i < 0 {
+		return limitDesc{metric: "limiter/unavailable", scope: "limiter", dim: "unavailable"}
+	}
+	d := limitDesc{dim: limit[i+1:]}
+	if rest, ok := strings.CutPrefix(limit[:i], gatewayPrefix); ok {
+		ep, rest, _ := strings.Cut(rest, ":")
+		d.scope, d.who, _ = strings.Cut(rest, ":")
+		if d.scope != "endpoint" {
+			d.who += " on model '" + ep + "'"
+		}
+		d.metric = "gateway_" + d.scope + "/" + d.dim
+		return d
+	}
+	d.scope, d.who, _ = strings.Cut(limit[:i], ":")
+	d.metric = d.scope + "/" + d.dim
+	return d
 }
