@@ -22,6 +22,7 @@ func commands() []command {
 		{"keys", "create, list and revoke API keys", runKeys},
 		{"budgets", "create, list and delete spending budgets", runBudgets},
 		{"usage", "report metered usage and cost from the ledger", runUsage},
+		{"capacity", "report provisioned capacity cost and which teams used it", runCapacity},
 		{"prices", "print the effective price table", runPrices},
 		{"audit", "verify the audit trail and list traffic by data class", runAudit},
 		{"config", "check a config file, or print the default one", runConfig},
