@@ -161,7 +161,11 @@ func (g *Gate) Acquire(ctx context.Context, tokens int64) (release func(used int
 		return g.releaser(tokens, now), nil
 	}
 	if g.queue.Len() >= g.l.MaxQueue || g.l.MaxQueueWait <= 0 {
-		e := g.refusal(tokens, fmt.Sprintf("%d calls are waiting already", g.queue.Len()))
+		reason := "calls do not wait for it"
+		if g.l.MaxQueue > 0 && g.l.MaxQueueWait > 0 {
+			reason = fmt.Sprintf("%d calls are waiting already", g.queue.Len())
+		}
+		e := g.refusal(tokens, reason)
 		g.mu.Unlock()
 		return nil, e
 	}
@@ -176,7 +180,7 @@ func (g *Gate) Acquire(ctx context.Context, tokens int64) (release func(used int
 	if g.queuedHook != nil {
 		g.queuedHook(g.queue.Len())
 	}
-	g.dispatch()
+	g.dispatch(now)
 	g.mu.Unlock()
 
 	timer := time.NewTimer(g.l.MaxQueueWait)
@@ -202,7 +206,7 @@ func (g *Gate) Acquire(ctx context.Context, tokens int64) (release func(used int
 	}
 	g.queue.Remove(w.elem)
 	g.queued -= w.tokens
-	g.dispatch() // the calls behind it may fit now
+	g.dispatch(g.now()) // the calls behind it may fit now
 	if !expired {
 		g.mu.Unlock()
 		return nil, ctx.Err()
@@ -262,8 +266,10 @@ func (g *Gate) take(tokens int64) {
 // dispatch admits waiting calls, oldest first, while they fit; when the
 // oldest is short only of tokens it sets a timer for when they will be
 // there.
-func (g *Gate) dispatch() {
-	now := g.now()
+func (g *Gate) dispatch(now time.Time) {
+	if g.queue.Len() == 0 {
+		return
+	}
 	g.refill(now)
 	for e := g.queue.Front(); e != nil; e = g.queue.Front() {
 		w := e.Value.(*waiter)
@@ -300,7 +306,7 @@ func (g *Gate) wakeIn(d time.Duration) {
 
 func (g *Gate) wake() {
 	g.mu.Lock()
-	g.dispatch()
+	g.dispatch(g.now())
 	g.mu.Unlock()
 }
 
@@ -324,7 +330,7 @@ func (g *Gate) releaser(tokens int64, at time.Time) func(used int64) {
 			g.refill(now)
 			g.level = min(max(g.level+(tokens-used)*nano, minLevel), g.full())
 		}
-		g.dispatch()
+		g.dispatch(now)
 	}
 }
 
