@@ -14,11 +14,15 @@ import (
 )
 
 // Store is what both implementations keep: keys and their teams, the
-// usage ledger, and the budgets that usage settles against.
+// usage ledger, the budgets that usage settles against, and the serving
+// endpoints with their capacity charges and inference log.
 type Store interface {
 	sluice.Store
 	sluice.BudgetStore
 	sluice.TeamStore
+	sluice.ServingStore
+	sluice.CapacityStore
+	sluice.InferenceLogStore
 }
 
 var (

@@ -81,7 +81,8 @@ func (s *recordSource) Values() ([]any, error) {
 	r := s.r
 	return []any{r.RequestID, r.Time, r.KeyID, r.Team, r.User, r.Endpoint, string(r.API), r.Upstream,
 		r.UpstreamModel, r.PromptTokens, r.CompletionTokens, r.TotalTokens, string(r.UsageSource), r.CostMicros,
-		r.PriceVersion, int32(r.Status), r.ErrorClass, r.Latency.Microseconds(), r.TTFT.Microseconds(), r.Stream, r.ClientAddr}, nil
+		r.PriceVersion, int32(r.Status), r.ErrorClass, r.Latency.Microseconds(), r.TTFT.Microseconds(), r.Stream, r.ClientAddr,
+		r.ClientRequestID, r.UsageContext, r.ServedEntity, int32(r.Attempts), r.AttemptLog}, nil
 }
 
 func (s *recordSource) Err() error { return nil }

@@ -12,6 +12,16 @@ import (
 	"github.com/sluice-gateway/sluice/store/storetest"
 )
 
+// insertUsage020SQL inserts a batch of records as Sluice did before
+// migration 030 added the usage-tracking columns.
+const insertUsage020SQL = `INSERT INTO usage (request_id, requested_at, key_id, team, end_user, endpoint, api, upstream,
+	upstream_model, prompt_tokens, completion_tokens, total_tokens, usage_source, cost_micros,
+	price_version, status, error_class, latency_us, ttft_us, stream, client_addr)
+	SELECT * FROM unnest(
+		$1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+		$8::text[], $9::text[], $10::bigint[], $11::bigint[], $12::bigint[], $13::text[], $14::bigint[],
+		$15::text[], $16::integer[], $17::text[], $18::bigint[], $19::bigint[], $20::boolean[], $21::text[])`
+
 func TestBackfillMatchesMigration(t *testing.T) {
 	b, err := migrations.ReadFile("migrations/020_teams.sql")
 	if err != nil {
@@ -23,7 +33,9 @@ func TestBackfillMatchesMigration(t *testing.T) {
 }
 
 // A ledger written before migration 020 gets its teams from its keys and
-// its daily rollup from its records when a newer Sluice opens it.
+// its daily rollup from its records when a newer Sluice opens it, and
+// keeps its records through the later migrations (030 adds columns to
+// them).
 func TestMigrationBackfillsTeamsAndRollup(t *testing.T) {
 	dsn := storetest.PostgresDSN(t)
 	ctx := context.Background()
@@ -60,7 +72,7 @@ func TestMigrationBackfillsTeamsAndRollup(t *testing.T) {
 	for r := range syn.All() {
 		a.add(r)
 	}
-	exec(insertUsageSQL, a.requestID, a.at, a.keyID, a.team, a.user, a.endpoint, a.api,
+	exec(insertUsage020SQL, a.requestID, a.at, a.keyID, a.team, a.user, a.endpoint, a.api,
 		a.upstream, a.model, a.prompt, a.completion, a.total, a.source, a.cost,
 		a.priceVersion, a.status, a.errorClass, a.latency, a.ttft, a.stream, a.clientAddr)
 
@@ -78,4 +90,5 @@ func TestMigrationBackfillsTeamsAndRollup(t *testing.T) {
 	storetest.AssertSameReports(t, st.UsageReport, func(ctx context.Context, q sluice.UsageQuery) ([]sluice.UsageRow, error) {
 		return st.report(ctx, q, rawPlan(q))
 	}, syn.Start, syn.Start.AddDate(0, 0, syn.Days))
+	storetest.AssertUpgradedLedger(t, st, syn, 97)
 }

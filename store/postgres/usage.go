@@ -14,7 +14,8 @@ import (
 
 const usageColumns = `request_id, requested_at, key_id, team, end_user, endpoint, api, upstream,
 	upstream_model, prompt_tokens, completion_tokens, total_tokens, usage_source, cost_micros,
-	price_version, status, error_class, latency_us, ttft_us, stream, client_addr`
+	price_version, status, error_class, latency_us, ttft_us, stream, client_addr,
+	client_request_id, usage_context, served_entity, attempts, attempt_log`
 
 // insertUsageSQL inserts a whole batch in one statement: each column
 // arrives as an array and unnest turns the arrays back into rows.
@@ -22,7 +23,8 @@ const insertUsageSQL = `INSERT INTO usage (` + usageColumns + `)
 	SELECT * FROM unnest(
 		$1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
 		$8::text[], $9::text[], $10::bigint[], $11::bigint[], $12::bigint[], $13::text[], $14::bigint[],
-		$15::text[], $16::integer[], $17::text[], $18::bigint[], $19::bigint[], $20::boolean[], $21::text[])
+		$15::text[], $16::integer[], $17::text[], $18::bigint[], $19::bigint[], $20::boolean[], $21::text[],
+		$22::text[], $23::text[], $24::text[], $25::integer[], $26::text[])
 	ON CONFLICT (request_id) DO NOTHING`
 
 // addDailySQL adds the records of the CTE ins to the daily rollup.
@@ -47,12 +49,13 @@ const backfillDailySQL = `INSERT INTO usage_daily
 		count(*), count(*) FILTER (WHERE error_class <> ''), sum(prompt_tokens), sum(completion_tokens), sum(total_tokens), sum(cost_micros)
 	FROM usage GROUP BY 1, 2, 3, 4, 5, 6, 7 ORDER BY 1, 2, 3, 4, 5, 6, 7;`
 
-// usageColumnsArrays holds a batch column by column.
+// usageArrays holds a batch column by column.
 type usageArrays struct {
 	requestID, keyID, team, user, endpoint, api, upstream, model, source, priceVersion, errorClass, clientAddr []string
+	clientRequestID, usageContext, servedEntity, attemptLog                                                    []string
 	at                                                                                                         []time.Time
 	prompt, completion, total, cost, latency, ttft                                                             []int64
-	status                                                                                                     []int32
+	status, attempts                                                                                           []int32
 	stream                                                                                                     []bool
 }
 
@@ -78,6 +81,19 @@ func (a *usageArrays) add(r *sluice.UsageRecord) {
 	a.ttft = append(a.ttft, r.TTFT.Microseconds())
 	a.stream = append(a.stream, r.Stream)
 	a.clientAddr = append(a.clientAddr, cleanText(r.ClientAddr))
+	a.clientRequestID = append(a.clientRequestID, cleanText(r.ClientRequestID))
+	a.usageContext = append(a.usageContext, cleanText(r.UsageContext))
+	a.servedEntity = append(a.servedEntity, cleanText(r.ServedEntity))
+	a.attempts = append(a.attempts, int32(r.Attempts))
+	a.attemptLog = append(a.attemptLog, cleanText(r.AttemptLog))
+}
+
+// args returns the batch as insertUsageSQL's arguments.
+func (a *usageArrays) args() []any {
+	return []any{a.requestID, a.at, a.keyID, a.team, a.user, a.endpoint, a.api,
+		a.upstream, a.model, a.prompt, a.completion, a.total, a.source, a.cost,
+		a.priceVersion, a.status, a.errorClass, a.latency, a.ttft, a.stream, a.clientAddr,
+		a.clientRequestID, a.usageContext, a.servedEntity, a.attempts, a.attemptLog}
 }
 
 // InsertUsage writes recs in one transaction: all or none. The records
@@ -103,9 +119,7 @@ func (s *Store) InsertUsage(ctx context.Context, recs []sluice.UsageRecord) erro
 		seen[recs[i].RequestID] = struct{}{}
 		a.add(&recs[i])
 	}
-	args := []any{a.requestID, a.at, a.keyID, a.team, a.user, a.endpoint, a.api,
-		a.upstream, a.model, a.prompt, a.completion, a.total, a.source, a.cost,
-		a.priceVersion, a.status, a.errorClass, a.latency, a.ttft, a.stream, a.clientAddr}
+	args := a.args()
 	err := s.inTx(ctx, func(tx pgx.Tx) error { return insertAndSettle(ctx, tx, args) })
 	if err != nil {
 		return fmt.Errorf("postgres: insert %d usage records: %w", len(recs), err)
@@ -120,11 +134,13 @@ func (s *Store) Usage(ctx context.Context, requestID string) (sluice.UsageRecord
 		latency, ttft int64
 		api, source   string
 		status        int32
+		attempts      int32
 	)
 	err := s.pool.QueryRow(ctx, `SELECT `+usageColumns+` FROM usage WHERE request_id = $1`, requestID).Scan(
 		&r.RequestID, &r.Time, &r.KeyID, &r.Team, &r.User, &r.Endpoint, &api, &r.Upstream,
 		&r.UpstreamModel, &r.PromptTokens, &r.CompletionTokens, &r.TotalTokens, &source, &r.CostMicros,
 		&r.PriceVersion, &status, &r.ErrorClass, &latency, &ttft, &r.Stream, &r.ClientAddr,
+		&r.ClientRequestID, &r.UsageContext, &r.ServedEntity, &attempts, &r.AttemptLog,
 	)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return r, fmt.Errorf("postgres: usage %q: %w", requestID, sluice.ErrNotFound)
@@ -136,6 +152,7 @@ func (s *Store) Usage(ctx context.Context, requestID string) (sluice.UsageRecord
 	r.API = sluice.API(api)
 	r.UsageSource = sluice.UsageSource(source)
 	r.Status = int(status)
+	r.Attempts = int(attempts)
 	r.Latency = time.Duration(latency) * time.Microsecond
 	r.TTFT = time.Duration(ttft) * time.Microsecond
 	return r, nil

@@ -56,14 +56,15 @@ func TestLargeLedger(t *testing.T) {
 // transaction, without the rollup (built afterwards).
 func bulkLoad(ctx context.Context, st *Store, syn storetest.Synthetic) error {
 	const (
-		perStmt = 300 // × 21 columns, under SQLite's parameter limit
+		cols    = 26  // usageColumns
+		perStmt = 300 // × cols, under SQLite's parameter limit
 		perTx   = 200_000
 	)
 	insertRows := func(n int) string {
-		row := "(" + placeholders(21) + ")"
+		row := "(" + placeholders(cols) + ")"
 		return `INSERT INTO usage (` + usageColumns + `) VALUES ` + strings.TrimSuffix(strings.Repeat(row+", ", n), ", ")
 	}
-	args := make([]any, 0, perStmt*21)
+	args := make([]any, 0, perStmt*cols)
 	var tx *sql.Tx
 	var stmt *sql.Stmt
 	inTx := 0
@@ -90,12 +91,12 @@ func bulkLoad(ctx context.Context, st *Store, syn storetest.Synthetic) error {
 				return err
 			}
 		}
-		if len(args) == perStmt*21 {
+		if len(args) == perStmt*cols {
 			_, err = stmt.ExecContext(ctx, args...)
 		} else {
-			_, err = tx.ExecContext(ctx, insertRows(len(args)/21), args...)
+			_, err = tx.ExecContext(ctx, insertRows(len(args)/cols), args...)
 		}
-		inTx += len(args) / 21
+		inTx += len(args) / cols
 		args = args[:0]
 		if err == nil && inTx >= perTx {
 			err = commit()
@@ -106,8 +107,9 @@ func bulkLoad(ctx context.Context, st *Store, syn storetest.Synthetic) error {
 	for r := range syn.All() {
 		args = append(args, r.RequestID, micros(r.Time), r.KeyID, r.Team, r.User, r.Endpoint, string(r.API), r.Upstream,
 			r.UpstreamModel, r.PromptTokens, r.CompletionTokens, r.TotalTokens, string(r.UsageSource), r.CostMicros,
-			r.PriceVersion, r.Status, r.ErrorClass, r.Latency.Microseconds(), r.TTFT.Microseconds(), r.Stream, r.ClientAddr)
-		if len(args) == perStmt*21 {
+			r.PriceVersion, r.Status, r.ErrorClass, r.Latency.Microseconds(), r.TTFT.Microseconds(), r.Stream, r.ClientAddr,
+			r.ClientRequestID, r.UsageContext, r.ServedEntity, r.Attempts, r.AttemptLog)
+		if len(args) == perStmt*cols {
 			if err = flush(); err != nil {
 				break
 			}

@@ -13,6 +13,13 @@ import (
 	"github.com/sluice-gateway/sluice/store/storetest"
 )
 
+// insertUsage020SQL inserts a record as Sluice did before migration 030
+// added the usage-tracking columns.
+const insertUsage020SQL = `INSERT INTO usage (request_id, requested_at, key_id, team, end_user, endpoint, api, upstream,
+	upstream_model, prompt_tokens, completion_tokens, total_tokens, usage_source, cost_micros,
+	price_version, status, error_class, latency_us, ttft_us, stream, client_addr)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+
 func TestBackfillMatchesMigration(t *testing.T) {
 	b, err := migrations.ReadFile("migrations/020_teams.sql")
 	if err != nil {
@@ -24,7 +31,9 @@ func TestBackfillMatchesMigration(t *testing.T) {
 }
 
 // A ledger written before migration 020 gets its teams from its keys and
-// its daily rollup from its records when a newer Sluice opens it.
+// its daily rollup from its records when a newer Sluice opens it, and
+// keeps its records through the later migrations (030 adds columns to
+// them).
 func TestMigrationBackfillsTeamsAndRollup(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "ledger.db")
 	db, err := sql.Open("sqlite", dsn(path, nil))
@@ -60,7 +69,7 @@ func TestMigrationBackfillsTeamsAndRollup(t *testing.T) {
 	syn := storetest.Synthetic{N: 3000, Start: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), Days: 3,
 		Teams: 3, Endpoints: 4, Keys: 12, UsersPerTeam: 2, Seed: 7}
 	for r := range syn.All() {
-		exec(insertUsageSQL, r.RequestID, micros(r.Time), r.KeyID, r.Team, r.User, r.Endpoint, string(r.API), r.Upstream,
+		exec(insertUsage020SQL, r.RequestID, micros(r.Time), r.KeyID, r.Team, r.User, r.Endpoint, string(r.API), r.Upstream,
 			r.UpstreamModel, r.PromptTokens, r.CompletionTokens, r.TotalTokens, string(r.UsageSource), r.CostMicros,
 			r.PriceVersion, r.Status, r.ErrorClass, r.Latency.Microseconds(), r.TTFT.Microseconds(), r.Stream, r.ClientAddr)
 	}
@@ -86,4 +95,5 @@ func TestMigrationBackfillsTeamsAndRollup(t *testing.T) {
 	storetest.AssertSameReports(t, st.UsageReport, func(ctx context.Context, q sluice.UsageQuery) ([]sluice.UsageRow, error) {
 		return st.report(ctx, q, rawPlan(q))
 	}, syn.Start, syn.Start.AddDate(0, 0, syn.Days))
+	storetest.AssertUpgradedLedger(t, st, syn, 97)
 }

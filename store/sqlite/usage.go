@@ -14,10 +14,11 @@ import (
 
 const usageColumns = `request_id, requested_at, key_id, team, end_user, endpoint, api, upstream,
 	upstream_model, prompt_tokens, completion_tokens, total_tokens, usage_source, cost_micros,
-	price_version, status, error_class, latency_us, ttft_us, stream, client_addr`
+	price_version, status, error_class, latency_us, ttft_us, stream, client_addr,
+	client_request_id, usage_context, served_entity, attempts, attempt_log`
 
 const insertUsageSQL = `INSERT INTO usage (` + usageColumns + `)
-	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 	ON CONFLICT (request_id) DO NOTHING`
 
 // addDailySQL adds a group of newly inserted records to their row of the
@@ -103,6 +104,7 @@ func (s *Store) InsertUsage(ctx context.Context, recs []sluice.UsageRecord) erro
 				r.RequestID, micros(r.Time), r.KeyID, r.Team, r.User, r.Endpoint, string(r.API), r.Upstream,
 				r.UpstreamModel, r.PromptTokens, r.CompletionTokens, r.TotalTokens, string(r.UsageSource), r.CostMicros,
 				r.PriceVersion, r.Status, r.ErrorClass, r.Latency.Microseconds(), r.TTFT.Microseconds(), r.Stream, r.ClientAddr,
+				r.ClientRequestID, r.UsageContext, r.ServedEntity, r.Attempts, r.AttemptLog,
 			)
 			if err != nil {
 				return fmt.Errorf("sqlite: insert usage %q: %w", r.RequestID, err)
@@ -141,6 +143,7 @@ func (s *Store) Usage(ctx context.Context, requestID string) (sluice.UsageRecord
 		&r.RequestID, &at, &r.KeyID, &r.Team, &r.User, &r.Endpoint, &api, &r.Upstream,
 		&r.UpstreamModel, &r.PromptTokens, &r.CompletionTokens, &r.TotalTokens, &source, &r.CostMicros,
 		&r.PriceVersion, &r.Status, &r.ErrorClass, &latency, &ttft, &r.Stream, &r.ClientAddr,
+		&r.ClientRequestID, &r.UsageContext, &r.ServedEntity, &r.Attempts, &r.AttemptLog,
 	)
 	if errors.Is(err, sql.ErrNoRows) {
 		return r, fmt.Errorf("sqlite: usage %q: %w", requestID, sluice.ErrNotFound)

@@ -206,6 +206,46 @@ func AssertSameReports(t *testing.T, got, want Reporter, from, to time.Time) {
 	}
 }
 
+// AssertUpgradedLedger checks a store opened on a ledger that an older
+// Sluice wrote with s's records: every step-th record reads back as it
+// was, with the fields added since (” and 0) empty; none of them is
+// attributed to a served entity; and the store takes new records with
+// every field.
+func AssertUpgradedLedger(t *testing.T, st CapacityStore, s Synthetic, step int) {
+	t.Helper()
+	ctx := context.Background()
+	i := 0
+	for r := range s.All() {
+		if i++; (i-1)%step != 0 {
+			continue
+		}
+		got, err := st.Usage(ctx, r.RequestID)
+		if err != nil {
+			t.Fatalf("record %s after the upgrade: %v", r.RequestID, err)
+		}
+		if !got.Time.Equal(r.Time) {
+			t.Fatalf("record %s after the upgrade: time %v, want %v", r.RequestID, got.Time, r.Time)
+		}
+		got.Time = r.Time
+		if got != *r {
+			t.Fatalf("record after the upgrade\n got %+v\nwant %+v", got, *r)
+		}
+	}
+	if rows, err := st.EntityUsage(ctx, time.Time{}, time.Time{}); err != nil || len(rows) != 0 {
+		t.Fatalf("entity usage of records without served entities = %+v, %v; want none", rows, err)
+	}
+	rec := fullRecord("after-upgrade")
+	if err := st.InsertUsage(ctx, []sluice.UsageRecord{rec}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := st.Usage(ctx, rec.RequestID)
+	if want := wantStored(rec); err != nil || !got.Time.Equal(want.Time) ||
+		got.ServedEntity != want.ServedEntity || got.AttemptLog != want.AttemptLog || got.Attempts != want.Attempts ||
+		got.UsageContext != want.UsageContext || got.ClientRequestID != want.ClientRequestID {
+		t.Fatalf("record inserted after the upgrade = %+v, %v; want %+v", got, err, want)
+	}
+}
+
 // SyntheticBatch returns n records of one day of the synthetic ledger's
 // traffic, for benchmarks of the insert path.
 func SyntheticBatch(n int) []sluice.UsageRecord {

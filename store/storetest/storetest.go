@@ -227,6 +227,11 @@ func fullRecord(id string) sluice.UsageRecord {
 		TTFT:             789*time.Millisecond + 12*time.Microsecond,
 		Stream:           true,
 		ClientAddr:       "[2001:db8::1]:54321",
+		ClientRequestID:  "client-req-Ünïcode-42",
+		UsageContext:     `{"project":"churn","cost_center":"cc-7","n":3}`,
+		ServedEntity:     "gpt-fast-b",
+		Attempts:         3,
+		AttemptLog:       "gpt-fast-a:502:upstream_status;gpt-fast-c:open;gpt-fast-b:499:client_disconnect",
 	}
 }
 
@@ -367,6 +372,8 @@ func testUsage(t *testing.T, open func(t *testing.T) sluice.Store) {
 		r := fullRecord("req-odd")
 		r.User = "bob\x00\xff\xfe'; DROP TABLE usage; --"
 		r.ClientAddr = "\xc3("
+		r.ClientRequestID = "cr\x00\xff"
+		r.UsageContext = `{"a":"\xfe"}`
 		if err := st.InsertUsage(ctx, []sluice.UsageRecord{r}); err != nil {
 			t.Fatalf("record with NUL and invalid UTF-8: %v", err)
 		}
@@ -374,7 +381,8 @@ func testUsage(t *testing.T, open func(t *testing.T) sluice.Store) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !strings.HasPrefix(got.User, "bob") || got.CostMicros != r.CostMicros || got.Team != r.Team {
+		if !strings.HasPrefix(got.User, "bob") || !strings.HasPrefix(got.ClientRequestID, "cr") ||
+			got.CostMicros != r.CostMicros || got.Team != r.Team || got.AttemptLog != r.AttemptLog {
 			t.Errorf("record not kept: %+v", got)
 		}
 	})
