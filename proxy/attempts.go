@@ -86,20 +86,45 @@ func (c *call) forwardAll() error {
 		prevState = c.rec
 	)
 	for _, t := range cands {
-		if t.Guard != nil && !t.Guard.Allow() {
-			c.attempts = append(c.attempts, t.EntityName()+":open")
-			skipped = append(skipped, t)
-			continue
-		}
 		if last != nil {
 			// A fallback attempt starts from a clean slate.
 			c.resetAttempt(prevState)
+		}
+		// Capacity first: a guard's half-open probe must not wait in a
+		// gate's queue.
+		var release func(int64)
+		if t.Gate != nil {
+			var err error
+			release, err = t.Gate.Acquire(c.r.Context(), c.adm.PromptTokens()+c.adm.WorstCaseOutput())
+			if err != nil {
+				if c.r.Context().Err() != nil {
+					return &apierr.Error{Status: 499, Msg: "client closed the request", Class: sluice.ErrClassClientDisconnect, Err: err}
+				}
+				c.tgt, c.logged = t, false
+				c.rec.Upstream, c.rec.ServedEntity = t.Upstream.Name, t.EntityName()
+				last = err
+				if !c.retryable(err) {
+					return err
+				}
+				e := apierr.As(err)
+				c.attempts = append(c.attempts, attemptEntry(t.EntityName(), e.Status, e.Class))
+				c.logged = true
+				continue
+			}
+		}
+		if t.Guard != nil && !t.Guard.Allow() {
+			if release != nil {
+				release(0)
+			}
+			c.attempts = append(c.attempts, t.EntityName()+":open")
+			skipped = append(skipped, t)
+			continue
 		}
 		c.tgt, c.logged = t, false
 		c.rec.Upstream, c.rec.ServedEntity = t.Upstream.Name, t.EntityName()
 		c.rec.Attempts++
 		c.w.Header().Set(ServedModelHeader, t.EntityName())
-		err := c.attempt(t)
+		err := c.attempt(t, release)
 		if err == nil || c.committed || c.wroteHeader {
 			return err
 		}
@@ -109,11 +134,11 @@ func (c *call) forwardAll() error {
 		}
 		e := apierr.As(err)
 		c.attempts = append(c.attempts, attemptEntry(t.EntityName(), e.Status, e.Class))
+		c.logged = true
 	}
 	if last != nil {
 		// Every candidate failed: the last failure is the answer, and
 		// every attempt is logged already.
-		c.logged = true
 		return last
 	}
 	// Every candidate's breaker is open or its health check failing.
@@ -133,31 +158,33 @@ func (c *call) forwardAll() error {
 	return e
 }
 
-// attempt makes one attempt on t inside its capacity gate and reports the
-// outcome to its guard.
-func (c *call) attempt(t *Target) error {
-	var release func(int64)
-	if t.Gate != nil {
-		var err error
-		release, err = t.Gate.Acquire(c.r.Context(), c.adm.PromptTokens()+c.adm.WorstCaseOutput())
-		if err != nil {
-			if c.r.Context().Err() != nil {
-				return &apierr.Error{Status: 499, Msg: "client closed the request", Class: sluice.ErrClassClientDisconnect, Err: err}
-			}
-			return err
-		}
-	}
+// attempt makes one attempt on t, then releases its capacity and reports
+// the outcome to its guard, also when the relay aborts the response.
+func (c *call) attempt(t *Target, release func(int64)) (err error) {
 	c.upStatus = 0
-	err := c.forward()
-	if release != nil {
-		release(c.rec.TotalTokens)
-	}
-	if t.Guard != nil {
-		if ok, known := c.health(err); known {
-			t.Guard.Report(ok)
+	defer func() {
+		v := recover()
+		if release != nil {
+			release(c.rec.TotalTokens)
 		}
-	}
-	return err
+		if t.Guard != nil {
+			ok, known := c.health(err)
+			if v != nil {
+				// The relay cut the response: the upstream broke off.
+				ok, known = c.rec.ErrorClass == "" || c.rec.ErrorClass == sluice.ErrClassClientDisconnect, c.rec.ErrorClass != sluice.ErrClassClientDisconnect
+			}
+			if known {
+				// (Nothing learned, as when the client left: no report; a
+				// half-open probe that never reports is replaced after a
+				// cool-down.)
+				t.Guard.Report(ok)
+			}
+		}
+		if v != nil {
+			panic(v)
+		}
+	}()
+	return c.forward()
 }
 
 // health says whether the attempt's outcome speaks for the upstream's

@@ -12,44 +12,85 @@ import (
 	"github.com/sluice-gateway/sluice/pricing"
 	"github.com/sluice-gateway/sluice/provider"
 	"github.com/sluice-gateway/sluice/proxy"
+	"github.com/sluice-gateway/sluice/resilience"
 	"github.com/sluice-gateway/sluice/simulator"
 )
 
-// Upstreams builds the configured upstreams by name.
-func Upstreams(cfg *config.Config, transport func(config.Upstream) (http.RoundTripper, error)) (map[string]*proxy.Upstream, error) {
-	ups := make(map[string]*proxy.Upstream, len(cfg.Upstreams))
-	for _, u := range cfg.Upstreams {
-		up := &proxy.Upstream{Name: u.Name, Provider: u.Provider, Timeout: u.Timeout.D()}
-		var err error
-		switch u.Type {
-		case config.TypeOpenAI:
-			up.Adapter, err = provider.NewOpenAI(u.BaseURL, u.APIKey, u.Headers)
-			if err == nil {
-				up.Transport, err = transport(u)
-			}
-		case config.TypeAzure:
-			up.Adapter, err = provider.NewAzure(u.BaseURL, u.APIKey, u.APIVersion, u.Headers)
-			if err == nil {
-				up.Transport, err = transport(u)
-			}
-		case config.TypeSimulator:
-			sc := u.Simulator
-			h := simulator.New(simulator.Options{
-				TTFT: sc.TTFT.D(), TokensPerSecond: sc.TokensPerSecond,
-				OutputTokens: sc.OutputTokens, EmbeddingDims: sc.EmbeddingDims,
-			})
-			up.Simulator = true
-			up.Adapter, err = provider.NewOpenAI("http://simulator.invalid/v1", "", u.Headers)
-			up.Transport = simulator.Transport(h)
-		default:
-			err = fmt.Errorf("unknown type %q", u.Type)
+// upstreamSet is the built upstreams with their guards (circuit breaker
+// and health check), by upstream name.
+type upstreamSet struct {
+	ups      map[string]*proxy.Upstream
+	guards   map[string]proxy.Guard
+	checkers map[string]*resilience.Checker
+}
+
+// newUpstream builds one upstream, its guard and its health checker (nil
+// when it has no health check).
+func newUpstream(u config.Upstream, transport func(config.Upstream) (http.RoundTripper, error)) (*proxy.Upstream, proxy.Guard, *resilience.Checker, error) {
+	up := &proxy.Upstream{Name: u.Name, Provider: u.Provider, Timeout: u.Timeout.D()}
+	var err error
+	switch u.Type {
+	case config.TypeOpenAI:
+		up.Adapter, err = provider.NewOpenAI(u.BaseURL, u.APIKey, u.Headers)
+		if err == nil {
+			up.Transport, err = transport(u)
 		}
-		if err != nil {
-			return nil, fmt.Errorf("upstream %s: %w", u.Name, err)
+	case config.TypeAzure:
+		up.Adapter, err = provider.NewAzure(u.BaseURL, u.APIKey, u.APIVersion, u.Headers)
+		if err == nil {
+			up.Transport, err = transport(u)
 		}
-		ups[u.Name] = up
+	case config.TypeMLflow:
+		up.Passthrough = true
+		up.Adapter, err = provider.NewMLflow(u.BaseURL, u.APIKey, u.Headers)
+		if err == nil {
+			up.Transport, err = transport(u)
+		}
+	case config.TypeSimulator:
+		sc := u.Simulator
+		if sc == nil {
+			sc = &config.Simulator{}
+		}
+		h := simulator.New(simulator.Options{
+			TTFT: sc.TTFT.D(), TokensPerSecond: sc.TokensPerSecond,
+			OutputTokens: sc.OutputTokens, EmbeddingDims: sc.EmbeddingDims,
+		})
+		up.Simulator = true
+		up.Adapter, err = provider.NewOpenAI("http://simulator.invalid/v1", "", u.Headers)
+		up.Transport = simulator.Transport(h)
+	default:
+		err = fmt.Errorf("unknown type %q", u.Type)
 	}
-	return ups, nil
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("upstream %s: %w", u.Name, err)
+	}
+	var checker *resilience.Checker
+	if u.HealthCheck != nil && u.Type != config.TypeSimulator {
+		if checker, err = resilience.NewChecker(u.BaseURL, u.HealthCheck, up.Transport); err != nil {
+			return nil, nil, nil, fmt.Errorf("upstream %s: %w", u.Name, err)
+		}
+	}
+	cb := u.CircuitBreaker
+	if cb == nil {
+		cb = &config.CircuitBreaker{Failures: 5, Cooldown: config.Duration(30 * time.Second)}
+	}
+	return up, resilience.NewGuard(resilience.NewBreaker(cb), checker), checker, nil
+}
+
+// buildUpstreams builds the configured upstreams.
+func buildUpstreams(cfg *config.Config, transport func(config.Upstream) (http.RoundTripper, error)) (*upstreamSet, error) {
+	set := &upstreamSet{ups: map[string]*proxy.Upstream{}, guards: map[string]proxy.Guard{}, checkers: map[string]*resilience.Checker{}}
+	for _, u := range cfg.Upstreams {
+		up, g, c, err := newUpstream(u, transport)
+		if err != nil {
+			return nil, err
+		}
+		set.ups[u.Name], set.guards[u.Name] = up, g
+		if c != nil {
+			set.checkers[u.Name] = c
+		}
+	}
+	return set, nil
 }
 
 // plainTransport is a transport for calls to external upstreams when no
@@ -71,21 +112,42 @@ func plainTransport() *http.Transport {
 	}
 }
 
-// Endpoints builds the configured endpoints with their prices.
-func Endpoints(cfg *config.Config, catalog *pricing.Catalog, log *slog.Logger, transport func(config.Upstream) (http.RoundTripper, error)) ([]*proxy.Endpoint, error) {
-	ups, err := Upstreams(cfg, transport)
-	if err != nil {
-		return nil, err
-	}
+// endpoints builds the configured endpoints with their prices, served
+// entities, traffic splits, guards and capacity gates.
+func endpoints(cfg *config.Config, set *upstreamSet, catalog *pricing.Catalog, log *slog.Logger, gate func(endpoint, entity string, c config.Capacity) proxy.Gate) ([]*proxy.Endpoint, error) {
 	eps := make([]*proxy.Endpoint, 0, len(cfg.Endpoints))
 	for _, e := range cfg.Endpoints {
-		ep := &proxy.Endpoint{Name: e.Name, MaxOutputTokens: e.MaxOutputTokens}
+		ep := &proxy.Endpoint{Name: e.Name, MaxOutputTokens: e.MaxOutputTokens, Kind: e.Kind,
+			Fallback: e.FallbackEnabled(), Gateway: e.AIGateway}
+		if g := e.AIGateway; g != nil && g.InferenceTableConfig != nil && g.InferenceTableConfig.Enabled {
+			ep.CapturePayloads = true
+		}
 		for _, a := range e.APIs {
 			ep.APIs = append(ep.APIs, sluice.API(a))
 		}
-		if ep.Targets, err = endpointTargets(e, ups, catalog, log); err != nil {
+		var err error
+		if ep.Targets, err = endpointTargets(e, set.ups, catalog, log); err != nil {
 			return nil, err
 		}
+		names := e.EntityNames()
+		for i, t := range e.EndpointTargets() {
+			pt := ep.Targets[i]
+			pt.Name, pt.Guard = names[i], set.guards[t.Upstream]
+			capc := t.Capacity
+			if capc == nil && t.WorkloadSize != "" {
+				capc = &config.Capacity{Concurrency: config.WorkloadConcurrency(t.WorkloadSize),
+					MaxQueueWait: config.Duration(10 * time.Second), MaxQueue: 64}
+			}
+			if capc != nil && gate != nil {
+				pt.Gate = gate(e.Name, names[i], *capc)
+			}
+			if t.TrafficPercentage != nil {
+				ep.Split = append(ep.Split, *t.TrafficPercentage)
+			}
+		}
+		// A traffic split is Databricks' model: fallback follows the
+		// served entities' order.
+		ep.Ordered = len(ep.Split) > 0
 		eps = append(eps, ep)
 	}
 	return eps, nil
@@ -115,4 +177,9 @@ func target(up *proxy.Upstream, model string, price *config.EndpointPrice, catal
 			"endpoint", endpoint, "upstream", up.Name, "provider", up.Provider, "model", model)
 	}
 	return t, nil
+}
+
+// gate builds a capacity gate for a served entity with declared capacity.
+func (s *Server) gate(endpoint, entity string, c config.Capacity) proxy.Gate {
+	return nil // TODO(lead): capacity.NewGate once the capacity package lands
 }

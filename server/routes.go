@@ -9,6 +9,7 @@ import (
 
 	"github.com/sluice-gateway/sluice"
 	"github.com/sluice-gateway/sluice/apierr"
+	"github.com/sluice-gateway/sluice/proxy"
 )
 
 // routes is the one place the HTTP surface is put together.
@@ -20,6 +21,24 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("POST /v1/embeddings", p.Handler(sluice.APIEmbeddings))
 	mux.Handle("GET /v1/models", p.Models())
 	mux.Handle("GET /v1/models/{model}", p.Models())
+
+	// Databricks Model Serving: the endpoint in the path, the API decided
+	// by the payload; and the OpenAI-compatible paths Databricks' own SDKs
+	// use (base URL <workspace>/serving-endpoints, model = endpoint).
+	dbx := func(api sluice.API, param string) http.Handler {
+		return p.Route(proxy.Route{API: api, EndpointParam: param, Dialect: proxy.DialectDatabricks})
+	}
+	mux.Handle("POST /serving-endpoints/{name}/invocations", dbx("", "name"))
+	mux.Handle("POST /serving-endpoints/chat/completions", dbx(sluice.APIChat, ""))
+	mux.Handle("POST /serving-endpoints/completions", dbx(sluice.APICompletions, ""))
+	mux.Handle("POST /serving-endpoints/embeddings", dbx(sluice.APIEmbeddings, ""))
+	mux.Handle("GET /serving-endpoints/models", p.Models())
+
+	// Azure OpenAI: the deployment in the path names the endpoint.
+	for api, path := range map[sluice.API]string{sluice.APIChat: "chat/completions", sluice.APICompletions: "completions", sluice.APIEmbeddings: "embeddings"} {
+		mux.Handle("POST /openai/deployments/{name}/"+path, p.Route(proxy.Route{API: api, EndpointParam: "name", RequireQuery: "api-version"}))
+		mux.Handle("POST /openai/v1/"+path, p.Handler(api))
+	}
 
 	mux.Handle("GET /admin/v1/keys", s.admin(s.adminListKeys))
 	mux.Handle("POST /admin/v1/keys", s.admin(s.adminCreateKey))

@@ -46,6 +46,7 @@ type Server struct {
 	reg        *prometheus.Registry
 	handler    http.Handler
 	net        *network
+	upstreams  *upstreamSet
 
 	draining atomic.Bool
 	inflight sync.WaitGroup // handlers running, so shutdown can wait for their records
@@ -113,7 +114,15 @@ func (s *Server) build(ctx context.Context, o Options) error {
 	if f := s.net.floors; f != nil {
 		s.background = append(s.background, func(ctx context.Context) { f.run(ctx, 2*time.Second, s.log) })
 	}
-	eps, err := Endpoints(cfg, catalog, s.log, s.net.transport)
+	s.upstreams, err = buildUpstreams(cfg, s.net.transport)
+	if err != nil {
+		s.ledger.Close(ctx)
+		return err
+	}
+	for _, c := range s.upstreams.checkers {
+		s.background = append(s.background, c.Run)
+	}
+	eps, err := endpoints(cfg, s.upstreams, catalog, s.log, s.gate)
 	if err != nil {
 		s.ledger.Close(ctx)
 		return err
