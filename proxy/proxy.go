@@ -275,6 +275,16 @@ func (p *Proxy) SetEndpoints(eps []*Endpoint) {
 	p.endpoints.Store(&m)
 }
 
+// Endpoints returns the endpoints served now.
+func (p *Proxy) Endpoints() []*Endpoint {
+	m := *p.endpoints.Load()
+	out := make([]*Endpoint, 0, len(m))
+	for _, e := range m {
+		out = append(out, e)
+	}
+	return out
+}
+
 // Endpoint returns the named endpoint, or nil.
 func (p *Proxy) Endpoint(name string) *Endpoint { return (*p.endpoints.Load())[name] }
 

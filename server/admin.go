@@ -18,6 +18,23 @@ import (
 type adminHandler func(r *http.Request, k *sluice.Key) (status int, body any, err error)
 
 // admin wraps h with admin-key authentication and JSON rendering.
+// adminHTTP guards a plain handler with admin-key authentication.
+func (s *Server) adminHTTP(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		secret := auth.FromRequest(r)
+		k, err := s.auth.Authenticate(r.Context(), secret)
+		if secret == "" || err != nil {
+			apierr.WriteOpenAI(w, apierr.Unauthorized())
+			return
+		}
+		if !k.Admin {
+			apierr.WriteOpenAI(w, apierr.Forbidden("admin_required", "The admin API needs an admin key."))
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
 func (s *Server) admin(h adminHandler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		secret := auth.FromRequest(r)

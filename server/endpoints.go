@@ -5,9 +5,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/sluice-gateway/sluice"
+	"github.com/sluice-gateway/sluice/capacity"
 	"github.com/sluice-gateway/sluice/config"
 	"github.com/sluice-gateway/sluice/pricing"
 	"github.com/sluice-gateway/sluice/provider"
@@ -179,7 +181,63 @@ func target(up *proxy.Upstream, model string, price *config.EndpointPrice, catal
 	return t, nil
 }
 
-// gate builds a capacity gate for a served entity with declared capacity.
+// capacities keeps the capacity gates of served entities, so that a gate
+// survives recompiling its endpoint (calls in flight and queued keep their
+// places) and hourly capacity charges know what exists.
+type capacities struct {
+	mu    sync.Mutex
+	gates map[string]*capacityGate // by endpoint/entity/limits
+	now   func() time.Time
+}
+
+type capacityGate struct {
+	gate   *capacity.Gate
+	entity capacity.Entity
+	priced bool
+}
+
+// gate returns the capacity gate for a served entity with declared
+// capacity, or nil when it declares none.
 func (s *Server) gate(endpoint, entity string, c config.Capacity) proxy.Gate {
-	return nil // TODO(lead): capacity.NewGate once the capacity package lands
+	l, ok := capacity.LimitsFor(&c, "")
+	if !ok {
+		return nil
+	}
+	caps := s.caps
+	caps.mu.Lock()
+	defer caps.mu.Unlock()
+	key := fmt.Sprintf("%s/%s/%+v/%s", endpoint, entity, l, c.HourlyPrice)
+	if g, ok := caps.gates[key]; ok {
+		return g.gate
+	}
+	g := &capacityGate{gate: capacity.NewGate(l, nil)}
+	e, priced, err := capacity.EntityFor(endpoint, entity, &c, "", caps.now())
+	if err != nil {
+		s.log.Warn("capacity price not understood; its hours are not charged", "endpoint", endpoint, "entity", entity, "err", err)
+	}
+	g.entity, g.priced = e, priced
+	caps.gates[key] = g
+	return g.gate
+}
+
+// capacityEntities lists the priced capacities of the endpoints served now.
+func (s *Server) capacityEntities() []capacity.Entity {
+	caps := s.caps
+	caps.mu.Lock()
+	byGate := make(map[proxy.Gate]capacity.Entity, len(caps.gates))
+	for _, g := range caps.gates {
+		if g.priced {
+			byGate[g.gate] = g.entity
+		}
+	}
+	caps.mu.Unlock()
+	var out []capacity.Entity
+	for _, ep := range s.proxy.Endpoints() {
+		for _, t := range ep.Targets {
+			if e, ok := byGate[t.Gate]; ok && t.Gate != nil {
+				out = append(out, e)
+			}
+		}
+	}
+	return out
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/sluice-gateway/sluice"
 	"github.com/sluice-gateway/sluice/apierr"
+	"github.com/sluice-gateway/sluice/capacity"
 	"github.com/sluice-gateway/sluice/proxy"
 )
 
@@ -52,6 +53,9 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("POST /admin/v1/budgets", s.admin(s.adminCreateBudget))
 	mux.Handle("GET /admin/v1/budgets/{id}", s.admin(s.adminGetBudget))
 	mux.Handle("DELETE /admin/v1/budgets/{id}", s.admin(s.adminDeleteBudget))
+
+	capReport := capacity.Handler(s.store, s.now)
+	mux.Handle("GET /admin/v1/capacity", s.adminHTTP(capReport))
 
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{Registry: s.reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {

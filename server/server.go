@@ -21,6 +21,7 @@ import (
 	"github.com/sluice-gateway/sluice/admission"
 	"github.com/sluice-gateway/sluice/auth"
 	"github.com/sluice-gateway/sluice/budget"
+	"github.com/sluice-gateway/sluice/capacity"
 	"github.com/sluice-gateway/sluice/config"
 	"github.com/sluice-gateway/sluice/ledger"
 	"github.com/sluice-gateway/sluice/metrics"
@@ -47,6 +48,8 @@ type Server struct {
 	handler    http.Handler
 	net        *network
 	upstreams  *upstreamSet
+	caps       *capacities
+	now        func() time.Time
 
 	draining atomic.Bool
 	inflight sync.WaitGroup // handlers running, so shutdown can wait for their records
@@ -114,6 +117,8 @@ func (s *Server) build(ctx context.Context, o Options) error {
 	if f := s.net.floors; f != nil {
 		s.background = append(s.background, func(ctx context.Context) { f.run(ctx, 2*time.Second, s.log) })
 	}
+	s.now = o.Now
+	s.caps = &capacities{gates: map[string]*capacityGate{}, now: o.Now}
 	s.upstreams, err = buildUpstreams(cfg, s.net.transport)
 	if err != nil {
 		s.ledger.Close(ctx)
@@ -159,6 +164,8 @@ func (s *Server) build(ctx context.Context, o Options) error {
 		TraceDial:          s.net.traceDial(),
 		Admitters:          admitters,
 	}, eps)
+	accr := &capacity.Accruer{Store: s.store, Entities: s.capacityEntities, Now: o.Now, Logger: s.log}
+	s.background = append(s.background, accr.Run)
 	s.handler = s.routes()
 	return nil
 }
