@@ -198,8 +198,9 @@ type Options struct {
 	// safe for concurrent use. nil uses math/rand/v2.
 	Random func() float64
 	// Output, if set, may rewrite a non-streamed answer before it is
-	// sent (output guardrails); it returns body itself when unchanged.
-	Output func(ep *Endpoint, body []byte) []byte
+	// sent (output guardrails); it returns body itself when unchanged, or
+	// an error to refuse the answer (the record keeps its tokens).
+	Output func(ep *Endpoint, body []byte) ([]byte, error)
 	// Payload receives the bodies of calls to endpoints with
 	// CapturePayloads, after the record is committed. It must not block.
 	Payload func(p *Payload)
@@ -647,7 +648,9 @@ func (c *call) relayBody(ctx context.Context, resp *http.Response) error {
 		c.estimate(usage.AppendText(nil, body))
 	}
 	if c.p.o.Output != nil {
-		body = c.p.o.Output(c.ep, body)
+		if body, err = c.p.o.Output(c.ep, body); err != nil {
+			return err
+		}
 	}
 	if c.ep.CapturePayloads {
 		c.capture = appendCapped(c.capture, body)

@@ -18,9 +18,8 @@ import (
 // rateLimits builds the rate-limit admitter, or nil when no rule is set.
 // The returned close func releases the limiter's resources.
 func rateLimits(ctx context.Context, cfg config.RateLimits, log *slog.Logger, onReject func(string)) (*admission.RateLimits, func(), error) {
-	if len(cfg.Rules) == 0 {
-		return nil, func() {}, nil
-	}
+	// Built even with no rules: endpoints' AI Gateway settings may set
+	// limits at run time.
 	var (
 		lim     ratelimit.Limiter
 		closeFn func()

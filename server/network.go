@@ -16,6 +16,7 @@ import (
 
 	"github.com/sluice-gateway/sluice"
 	"github.com/sluice-gateway/sluice/audit"
+	"github.com/sluice-gateway/sluice/classify"
 	"github.com/sluice-gateway/sluice/config"
 	"github.com/sluice-gateway/sluice/egress"
 	"github.com/sluice-gateway/sluice/ingress"
@@ -35,6 +36,8 @@ type network struct {
 	chain  *audit.Chain // nil when the audit trail is off
 	async  *audit.Async // queues request audit records for chain
 	router *route.Router
+	// classifier finds sensitive values (nil when content scanning is off).
+	classifier *classify.Classifier
 
 	refused      *prometheus.CounterVec // connections closed by a listener
 	auditDropped prometheus.Counter     // refused-connection records not queued
@@ -57,7 +60,7 @@ func newNetwork(_ context.Context, cfg *config.Config, st sluice.Store, log *slo
 	if err != nil {
 		return nil, fmt.Errorf("data_classes: %w", err)
 	}
-	n := &network{cfg: cfg, log: log, policy: policy}
+	n := &network{cfg: cfg, log: log, policy: policy, classifier: classifier}
 	if ts, ok := st.(sluice.TeamStore); ok {
 		n.floors = &teamFloors{st: ts}
 		if err := n.floors.refresh(context.Background()); err != nil {

@@ -54,6 +54,8 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("GET /admin/v1/budgets/{id}", s.admin(s.adminGetBudget))
 	mux.Handle("DELETE /admin/v1/budgets/{id}", s.admin(s.adminDeleteBudget))
 
+	s.serving.mgr.Register(mux, s.authn)
+
 	capReport := capacity.Handler(s.store, s.now)
 	mux.Handle("GET /admin/v1/capacity", s.adminHTTP(capReport))
 

@@ -49,6 +49,7 @@ type Server struct {
 	net        *network
 	upstreams  *upstreamSet
 	caps       *capacities
+	serving    *servingPlane
 	now        func() time.Time
 
 	draining atomic.Bool
@@ -132,22 +133,24 @@ func (s *Server) build(ctx context.Context, o Options) error {
 		s.ledger.Close(ctx)
 		return err
 	}
-	admitters := s.net.admitters()
+	guardrails, output, inferenceLog := s.aiGateway()
+	// Guardrails first, so routing classifies the masked body and blocked
+	// calls use no rate or budget; then data-class routing, the serving
+	// endpoints' permissions, rate limits and budgets.
+	admitters := append([]proxy.Admitter{guardrails}, s.net.admitters()...)
 	rl, rlClose, err := rateLimits(ctx, cfg.RateLimits, s.log, m.RateLimited)
 	if err != nil {
 		s.ledger.Close(ctx)
 		return err
 	}
 	s.closers = append(s.closers, rlClose)
-	if rl != nil {
-		admitters = append(admitters, rl)
-	}
 	ba, err := s.budgetAdmitter(ctx, cfg, m)
 	if err != nil {
 		s.ledger.Close(ctx)
 		return err
 	}
-	admitters = append(admitters, ba)
+	s.serving = s.newServingPlane(cfg, catalog, eps)
+	admitters = append(admitters, s.serving.mgr.Admitter(), rl, ba)
 	s.proxy = proxy.New(proxy.Options{
 		Auth:               s.auth,
 		Ledger:             s.ledger,
@@ -163,7 +166,14 @@ func (s *Server) build(ctx context.Context, o Options) error {
 		ClientAddr:         s.net.clientAddr,
 		TraceDial:          s.net.traceDial(),
 		Admitters:          admitters,
+		Output:             output,
+		Payload:            inferenceLog.Log,
 	}, eps)
+	if err := s.serving.mgr.Load(ctx); err != nil {
+		s.ledger.Close(ctx)
+		return fmt.Errorf("serving endpoints: %w", err)
+	}
+	s.background = append(s.background, s.serving.mgr.Run)
 	accr := &capacity.Accruer{Store: s.store, Entities: s.capacityEntities, Now: o.Now, Logger: s.log}
 	s.background = append(s.background, accr.Run)
 	s.handler = s.routes()
