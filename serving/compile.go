@@ -159,7 +159,10 @@ func entityCapacity(e *ServedEntity) (config.Capacity, bool) {
 // registeredTarget points at an upstream of the configuration file, with
 // entity_version (default: the endpoint's name) as its model.
 func (m *Manager) registeredTarget(endpoint, f string, e *ServedEntity) (*proxy.Target, bool, error) {
-	up := m.o.Hooks.Upstream(e.EntityName)
+	var up *proxy.Upstream
+	if m.o.Hooks.Upstream != nil {
+		up = m.o.Hooks.Upstream(e.EntityName)
+	}
 	if up == nil {
 		return nil, false, invalid(f+".entity_name", "%s.entity_name: %q is not an upstream of Sluice's configuration", f, e.EntityName)
 	}
@@ -232,6 +235,9 @@ func (m *Manager) externalTarget(endpoint, f string, e *ServedEntity) (*proxy.Ta
 	}
 	if err != nil {
 		return nil, err
+	}
+	if m.o.Hooks.NewUpstream == nil {
+		return nil, invalid(f, "%s: external models are not enabled on this server", f)
 	}
 	up, err := m.o.Hooks.NewUpstream(u)
 	if err != nil {

@@ -21,6 +21,7 @@ import (
 	"github.com/sluice-gateway/sluice/config"
 	"github.com/sluice-gateway/sluice/pricing"
 	"github.com/sluice-gateway/sluice/proxy"
+	"github.com/sluice-gateway/sluice/store/sqlite"
 )
 
 // Keys the test server knows, by bearer token.
@@ -83,10 +84,22 @@ func testConfig(secretsDir string) *config.Config {
 	}
 }
 
+// sqliteStore is a real SQLite store in a temporary directory.
+func sqliteStore(t *testing.T) *sqlite.Store {
+	t.Helper()
+	st, err := sqlite.Open(filepath.Join(t.TempDir(), "sluice.db"), sqlite.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+// newEnv starts a control plane on store; nil is a new SQLite store.
 func newEnv(t *testing.T, store sluice.ServingStore) *env {
 	t.Helper()
 	if store == nil {
-		store = newMemStore()
+		store = sqliteStore(t)
 	}
 	e := &env{t: t, store: store, secrets: t.TempDir(), logs: &bytes.Buffer{},
 		now: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC), notReady: map[string]bool{}, env: map[string]string{}}

@@ -186,6 +186,12 @@ func (m *Manager) create(w http.ResponseWriter, r *http.Request, k *sluice.Key) 
 	if err := checkTags(req.Tags, "tags"); err != nil {
 		return err
 	}
+	if _, err := m.o.Store.ServingEndpoint(r.Context(), req.Name); err == nil {
+		return &apierr.Error{Status: 409, Code: apierr.DBResourceAlreadyExists, Class: sluice.ErrClassInvalidRequest,
+			Msg: "Endpoint with name '" + req.Name + "' already exists."}
+	} else if !errors.Is(err, sluice.ErrNotFound) {
+		return err
+	}
 	now := m.o.Now()
 	id := newID()
 	req.Config.ConfigVersion, req.Config.StartTime = 1, now.UnixMilli()
@@ -318,6 +324,12 @@ func (m *Manager) updateConfig(w http.ResponseWriter, r *http.Request, k *sluice
 	}
 	if err := checkConfig(&cfg, m.hasUpstream); err != nil {
 		return err
+	}
+	if ref := secretRefIn(&cfg); ref != "" && !k.Admin {
+		// Sluice's secrets have no access lists of their own: a manager
+		// could send any of them to a server of their choosing.
+		return apierr.Forbidden(apierr.DBPermissionDenied,
+			"Only admin keys may submit configs that reference secrets (%s); give the key in a *_plaintext field or ask an admin.", ref)
 	}
 	c, err := m.compile(name, rec.ID, &cfg)
 	if err != nil {

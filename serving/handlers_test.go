@@ -1,13 +1,16 @@
 package serving
 
 import (
+	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/sluice-gateway/sluice"
 	"github.com/sluice-gateway/sluice/config"
+	"github.com/sluice-gateway/sluice/proxy"
 )
 
 func TestCreateGetListDelete(t *testing.T) {
@@ -347,6 +350,14 @@ func TestPermissions(t *testing.T) {
 	e.do("admin-token", "PATCH", perms, map[string]any{"access_control_list": []any{
 		map[string]any{"service_principal_name": "k-bob", "permission_level": "CAN_MANAGE"}}}).wantOK(t)
 	e.do("bob-token", "PATCH", "/api/2.0/serving-endpoints/chat/tags", map[string]any{"add_tags": []any{map[string]any{"key": "owner", "value": "bob"}}}).wantOK(t)
+	// but only admins may reference secrets: Sluice's secrets have no access lists
+	msg := e.do("bob-token", "PUT", "/api/2.0/serving-endpoints/chat/config", map[string]any{"served_entities": []any{
+		externalOpenAI("", "gpt-4o", "{{secrets/llm/openai}}")}}).wantErr(t, 403, "PERMISSION_DENIED")
+	if !strings.Contains(msg, "{{secrets/llm/openai}}") || strings.Contains(msg, "sk-1") {
+		t.Errorf("message %q", msg)
+	}
+	e.do("bob-token", "PUT", "/api/2.0/serving-endpoints/chat/config", map[string]any{"served_entities": []any{
+		externalOpenAI("", "gpt-4o", "sk-bobs-own")}}).wantOK(t)
 	e.do("bob-token", "GET", perms, nil).wantOK(t).decode(t, fresh(&p))
 	if len(p.AccessControlList) != 5 {
 		t.Errorf("permissions %+v", p)
@@ -523,9 +534,10 @@ func TestConcurrentUpdateRetries(t *testing.T) {
 }
 
 func TestOtherReplicasChangesArePickedUp(t *testing.T) {
-	st := newMemStore()
+	st := sqliteStore(t)
 	a, b := newEnv(t, st), newEnv(t, st)
-	a.do("admin-token", "POST", "/api/2.0/serving-endpoints", createBody("x", map[string]any{"entity_name": "vllm"})).wantOK(t)
+	var created Endpoint
+	a.do("admin-token", "POST", "/api/2.0/serving-endpoints", createBody("x", map[string]any{"entity_name": "vllm"})).wantOK(t).decode(t, &created)
 	if b.endpoint("x") != nil {
 		t.Fatal("b serves x before refreshing")
 	}
@@ -533,7 +545,7 @@ func TestOtherReplicasChangesArePickedUp(t *testing.T) {
 	if b.endpoint("x") == nil {
 		t.Fatal("b does not serve x after refreshing")
 	}
-	a.do("admin-token", "PATCH", "/api/2.0/permissions/serving-endpoints/"+a.m.entries["x"].rec.ID, map[string]any{
+	a.do("admin-token", "PATCH", "/api/2.0/permissions/serving-endpoints/"+created.ID, map[string]any{
 		"access_control_list": []any{map[string]any{"user_name": "k-alice", "permission_level": "CAN_QUERY"}}}).wantOK(t)
 	b.sync()
 	if err := b.admit("alice-token", "x"); err != nil {
@@ -543,5 +555,89 @@ func TestOtherReplicasChangesArePickedUp(t *testing.T) {
 	b.sync()
 	if b.endpoint("x") != nil {
 		t.Fatal("b still serves x after it was deleted")
+	}
+}
+
+func TestRunPicksUpChanges(t *testing.T) {
+	st := sqliteStore(t)
+	a, b := newEnv(t, st), newEnv(t, st)
+	applied := make(chan []*proxy.Endpoint, 16)
+	b.m.o.Hooks.Apply = func(eps []*proxy.Endpoint) { applied <- eps }
+	b.m.o.Refresh = time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		b.m.Run(ctx)
+		close(done)
+	}()
+	a.do("admin-token", "POST", "/api/2.0/serving-endpoints", createBody("x", map[string]any{"entity_name": "vllm"})).wantOK(t)
+	select {
+	case eps := <-applied:
+		if len(eps) != 1 || eps[0].Name != "x" {
+			t.Errorf("applied %v", eps)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Run never applied the other replica's endpoint")
+	}
+	cancel()
+	<-done
+}
+
+// Handlers and refreshes running at once (for the race detector): every
+// change lands.
+func TestConcurrentChanges(t *testing.T) {
+	e := newEnv(t, nil)
+	e.do("admin-token", "POST", "/api/2.0/serving-endpoints", createBody("x", map[string]any{"entity_name": "vllm"})).wantOK(t)
+	var wg sync.WaitGroup
+	const n = 4
+	errs := make(chan string, 2*n)
+	for i := range n {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			r := e.do("admin-token", "PATCH", "/api/2.0/serving-endpoints/x/tags", map[string]any{"add_tags": []any{map[string]any{"key": fmt.Sprint("k", i)}}})
+			if r.status != 200 {
+				errs <- string(r.body)
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			if err := e.m.Sync(context.Background()); err != nil {
+				errs <- err.Error()
+			}
+			e.admit("alice-token", "x")
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	var ep Endpoint
+	e.do("admin-token", "GET", "/api/2.0/serving-endpoints/x", nil).wantOK(t).decode(t, &ep)
+	if len(ep.Tags) != n {
+		t.Errorf("tags %v", ep.Tags)
+	}
+}
+
+func TestConfigurationFileShadowsStoredEndpoint(t *testing.T) {
+	st := sqliteStore(t)
+	now := time.Now()
+	if err := st.CreateServingEndpoint(context.Background(), sluice.ServingEndpointRecord{Name: "config-chat", ID: "0123456789abcdef0123456789abcdef",
+		Creator: "k-admin", Spec: []byte(`{"config":{"served_entities":[{"name":"v","entity_name":"vllm"}],"config_version":1},"state":{"ready":"READY","config_update":"NOT_UPDATING"}}`),
+		CreatedAt: now, UpdatedAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, st)
+	if e.endpoint("config-chat") != nil {
+		t.Fatal("the stored endpoint is served under the configuration file's name")
+	}
+	var ep Endpoint
+	e.do("admin-token", "GET", "/api/2.0/serving-endpoints/config-chat", nil).wantOK(t).decode(t, &ep)
+	if ep.ID != "config-config-chat" {
+		t.Fatalf("got %+v", ep)
+	}
+	if !strings.Contains(e.logs.String(), "the configuration file's is served") {
+		t.Error("no warning about the shadowed endpoint")
 	}
 }

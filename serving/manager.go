@@ -192,7 +192,11 @@ func (m *Manager) sync(ctx context.Context, force bool) error {
 	seen := make(map[string]bool, len(recs))
 	for _, rec := range recs {
 		if m.yaml[rec.Name] != nil {
-			continue // shadowed by the configuration file
+			if force {
+				m.o.Logger.Warn("serving endpoints: an endpoint of the configuration file has the name of one created through the API; the configuration file's is served",
+					"endpoint", rec.Name, "id", rec.ID)
+			}
+			continue
 		}
 		seen[rec.Name] = true
 		t, s := m.refresh(rec)

@@ -81,3 +81,35 @@ func redact(v string) string {
 	}
 	return ""
 }
+
+// secretRefIn returns the first secret reference in c's served entities,
+// or "".
+func secretRefIn(c *Config) string {
+	for _, e := range c.ServedEntities {
+		x := e.ExternalModel
+		if x == nil {
+			continue
+		}
+		var vals []string
+		if o := x.OpenAIConfig; o != nil {
+			vals = append(vals, o.OpenAIAPIKey, o.MicrosoftEntraClientSecret)
+		}
+		if o := x.CustomProviderConfig; o != nil {
+			if o.APIKeyAuth != nil {
+				vals = append(vals, o.APIKeyAuth.Value)
+			}
+			if o.BearerTokenAuth != nil {
+				vals = append(vals, o.BearerTokenAuth.Token)
+			}
+		}
+		if o := x.DatabricksModelServingConfig; o != nil {
+			vals = append(vals, o.DatabricksAPIToken)
+		}
+		for _, v := range vals {
+			if isSecretRef(v) {
+				return v
+			}
+		}
+	}
+	return ""
+}
