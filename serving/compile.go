@@ -52,46 +52,48 @@ func taskAPI(task string) sluice.API {
 // compile resolves c's secrets and upstreams into targets. c has passed
 // checkConfig. Errors are 400 INVALID_PARAMETER_VALUE naming the field (a
 // secret's reference, never its value; never an upstream URL).
+//
+// Everything that can fail without side effects (secrets, upstream names,
+// tasks) is checked before the first external upstream is built, so a
+// config that is retried until a secret appears builds nothing meanwhile.
 func (m *Manager) compile(endpoint, id string, c *Config) (*compiled, error) {
 	out := &compiled{id: id, version: c.ConfigVersion, kind: config.KindPayPerToken}
 	var apis []sluice.API
 	custom, provisioned := false, false
+	type plan struct {
+		t        *proxy.Target
+		external *config.Upstream
+		f        string
+	}
+	plans := make([]plan, len(c.ServedEntities))
 	for i := range c.ServedEntities {
 		e := &c.ServedEntities[i]
 		f := fmt.Sprintf("config.served_entities[%d]", i)
-		var (
-			t       *proxy.Target
-			entAPIs []sluice.API
-			err     error
-		)
+		var entAPIs []sluice.API
 		if e.ExternalModel != nil {
-			t, err = m.externalTarget(endpoint, f+".external_model", e)
+			u, t, err := m.externalUpstream(endpoint, f+".external_model", e)
+			if err != nil {
+				return nil, err
+			}
+			plans[i] = plan{t: t, external: &u, f: f + ".external_model"}
 			entAPIs = []sluice.API{taskAPI(e.ExternalModel.Task)}
 		} else {
-			var mlflow bool
-			t, mlflow, err = m.registeredTarget(endpoint, f, e)
+			t, mlflow, err := m.registeredTarget(endpoint, f, e)
+			if err != nil {
+				return nil, err
+			}
+			plans[i] = plan{t: t}
 			entAPIs = apisLLM
 			if mlflow {
 				entAPIs = apisMLflow
+			}
+			if mlflow || e.WorkloadSize != "" || e.MaxProvisionedConcurrency > 0 {
 				custom = true
 			}
-			if e.WorkloadSize != "" || e.MaxProvisionedConcurrency > 0 {
-				custom = true
-			}
-		}
-		if err != nil {
-			return nil, err
 		}
 		if e.MinProvisionedThroughput > 0 || e.MaxProvisionedThroughput > 0 || e.ProvisionedModelUnits > 0 || e.Capacity != nil {
 			provisioned = true
 		}
-		if m.o.Hooks.Guard != nil {
-			t.Guard = m.o.Hooks.Guard(t.Upstream)
-		}
-		if cp, ok := entityCapacity(e); ok && m.o.Hooks.Gate != nil {
-			t.Gate = m.o.Hooks.Gate(endpoint, e.Name, cp)
-		}
-		out.targets = append(out.targets, t)
 		if i == 0 {
 			apis = entAPIs
 		} else {
@@ -100,6 +102,32 @@ func (m *Manager) compile(endpoint, id string, c *Config) (*compiled, error) {
 	}
 	if len(apis) == 0 {
 		return nil, invalid("config.served_entities", "config.served_entities: the served entities share no task; an endpoint's entities must all serve the same task")
+	}
+	for _, p := range plans {
+		if p.external == nil {
+			continue
+		}
+		if m.o.Hooks.NewUpstream == nil {
+			return nil, invalid(p.f, "%s: external models are not enabled on this server", p.f)
+		}
+		up, err := m.o.Hooks.NewUpstream(*p.external)
+		if err != nil {
+			// The cause may hold the URL: it is logged, not shown.
+			return nil, &apierr.Error{Status: 400, Code: apierr.DBInvalidParameterValue, Param: p.f,
+				Msg:   p.f + ": the external model's upstream could not be set up (its URL or egress policy); the server log has the cause",
+				Class: sluice.ErrClassInvalidRequest, Err: err}
+		}
+		p.t.Upstream = up
+	}
+	for i, p := range plans {
+		e := &c.ServedEntities[i]
+		if m.o.Hooks.Guard != nil {
+			p.t.Guard = m.o.Hooks.Guard(p.t.Upstream)
+		}
+		if cp, ok := entityCapacity(e); ok && m.o.Hooks.Gate != nil {
+			p.t.Gate = m.o.Hooks.Gate(endpoint, e.Name, cp)
+		}
+		out.targets = append(out.targets, p.t)
 	}
 	out.apis = apis
 	switch {
@@ -183,9 +211,9 @@ func (m *Manager) registeredTarget(endpoint, f string, e *ServedEntity) (*proxy.
 	return t, mlflow, nil
 }
 
-// externalTarget builds an upstream for an external model through
-// Hooks.NewUpstream, with its secrets resolved now.
-func (m *Manager) externalTarget(endpoint, f string, e *ServedEntity) (*proxy.Target, error) {
+// externalUpstream is the upstream of an external model, with its secrets
+// resolved now, and its target (priced, without its upstream yet).
+func (m *Manager) externalUpstream(endpoint, f string, e *ServedEntity) (config.Upstream, *proxy.Target, error) {
 	x := e.ExternalModel
 	u := config.Upstream{Name: endpoint + "/" + e.Name, Type: config.TypeOpenAI}
 	u.CircuitBreaker = &config.CircuitBreaker{Failures: 5, Cooldown: config.Duration(30 * time.Second)}
@@ -231,24 +259,14 @@ func (m *Manager) externalTarget(endpoint, f string, e *ServedEntity) (*proxy.Ta
 			u.Headers = map[string]string{a.Key: v}
 		}
 	default:
-		return nil, invalid(f+".provider", "%s.provider: %q is not supported", f, x.Provider)
+		return u, nil, invalid(f+".provider", "%s.provider: %q is not supported", f, x.Provider)
 	}
 	if err != nil {
-		return nil, err
+		return u, nil, err
 	}
-	if m.o.Hooks.NewUpstream == nil {
-		return nil, invalid(f, "%s: external models are not enabled on this server", f)
-	}
-	up, err := m.o.Hooks.NewUpstream(u)
-	if err != nil {
-		// The cause may hold the URL: it is logged, not shown.
-		return nil, &apierr.Error{Status: 400, Code: apierr.DBInvalidParameterValue, Param: f,
-			Msg:   f + ": the external model's upstream could not be set up (its URL or egress policy); the server log has the cause",
-			Class: sluice.ErrClassInvalidRequest, Err: err}
-	}
-	t := &proxy.Target{Upstream: up, Model: model, Name: e.Name}
+	t := &proxy.Target{Model: model, Name: e.Name}
 	m.price(t, u.Provider, priceModel)
-	return t, nil
+	return u, t, nil
 }
 
 // price sets t's catalog price, if the catalog knows the model; otherwise

@@ -641,3 +641,30 @@ func TestConfigurationFileShadowsStoredEndpoint(t *testing.T) {
 		t.Error("no warning about the shadowed endpoint")
 	}
 }
+
+// A replica that lacks a secret serves the endpoint once the secret
+// arrives, without a change to the endpoint.
+func TestMissingSecretIsRetried(t *testing.T) {
+	st := sqliteStore(t)
+	a, b := newEnv(t, st), newEnv(t, st)
+	a.writeSecret("llm", "openai", "sk-a")
+	a.do("admin-token", "POST", "/api/2.0/serving-endpoints", createBody("x", externalOpenAI("", "gpt-4o", "{{secrets/llm/openai}}"))).wantOK(t)
+	b.sync()
+	if b.endpoint("x") != nil {
+		t.Fatal("served without its secret")
+	}
+	b.sync()
+	if n := strings.Count(b.logs.String(), "does not compile"); n != 1 {
+		t.Errorf("logged %d times", n)
+	}
+	b.writeSecret("llm", "openai", "sk-b")
+	b.sync()
+	if b.endpoint("x") != nil {
+		t.Fatal("retried before RetryFailed")
+	}
+	b.advance(RetryFailed)
+	b.sync()
+	if b.endpoint("x") == nil || b.lastBuilt().APIKey != "sk-b" {
+		t.Fatal("not served after the secret arrived")
+	}
+}

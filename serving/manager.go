@@ -104,7 +104,13 @@ type entry struct {
 	active  *compiled // sp.Config compiled; nil if none or it failed
 	pending *compiled // sp.Pending compiled
 	ep      *proxy.Endpoint
+	// failedAt is when a config last failed to compile; zero if none did.
+	failedAt time.Time
 }
+
+// RetryFailed is how often a stored config that does not compile on this
+// replica is compiled again (it may need a secret that has not arrived).
+const RetryFailed = time.Minute
 
 type compiledKey struct {
 	id      string
@@ -229,7 +235,10 @@ func (m *Manager) sync(ctx context.Context, force bool) error {
 // it serves did.
 func (m *Manager) refresh(rec sluice.ServingEndpointRecord) (touched, served bool) {
 	old := m.entries[rec.Name]
-	if old != nil && old.rec.ID == rec.ID && old.rec.Version == rec.Version {
+	quiet := old != nil && old.rec.ID == rec.ID && old.rec.Version == rec.Version
+	// An entry whose config did not compile (a secret missing on this
+	// replica, say) is retried every RetryFailed, and logged once.
+	if quiet && (old.failedAt.IsZero() || m.o.Now().Sub(old.failedAt) < RetryFailed) {
 		return false, false
 	}
 	sp, err := decodeSpec(rec.Spec)
@@ -238,14 +247,25 @@ func (m *Manager) refresh(rec sluice.ServingEndpointRecord) (touched, served boo
 		return false, false
 	}
 	e := &entry{rec: rec, sp: sp}
+	failed := false
 	if sp.Config != nil {
-		e.active = m.compiledFor(rec, old, sp.Config)
-		if e.active == nil && old != nil && old.rec.ID == rec.ID {
-			e.active = old.active // keep serving the last config that compiled
+		e.active = m.compiledFor(rec, old, sp.Config, quiet)
+		if e.active == nil {
+			failed = true
+			if old != nil && old.rec.ID == rec.ID {
+				e.active = old.active // keep serving the last config that compiled
+			}
 		}
 	}
 	if sp.Pending != nil {
-		e.pending = m.compiledFor(rec, old, sp.Pending)
+		if e.pending = m.compiledFor(rec, old, sp.Pending, quiet); e.pending == nil {
+			failed = true
+		}
+	}
+	if failed {
+		e.failedAt = m.o.Now()
+	} else if quiet {
+		m.o.Logger.Info("serving endpoints: config compiles now", "endpoint", rec.Name)
 	}
 	switch {
 	case e.active == nil:
@@ -260,7 +280,7 @@ func (m *Manager) refresh(rec sluice.ServingEndpointRecord) (touched, served boo
 
 // compiledFor returns c compiled, reusing an earlier compilation of the
 // same endpoint id and config version.
-func (m *Manager) compiledFor(rec sluice.ServingEndpointRecord, old *entry, c *Config) *compiled {
+func (m *Manager) compiledFor(rec sluice.ServingEndpointRecord, old *entry, c *Config, quiet bool) *compiled {
 	k := compiledKey{rec.ID, c.ConfigVersion}
 	if old != nil {
 		for _, oc := range []*compiled{old.active, old.pending} {
@@ -274,9 +294,11 @@ func (m *Manager) compiledFor(rec sluice.ServingEndpointRecord, old *entry, c *C
 		return oc
 	}
 	cc, err := m.compile(rec.Name, rec.ID, c)
-	if err != nil {
+	if err != nil && !quiet {
 		m.o.Logger.Warn("serving endpoints: config does not compile on this replica", "endpoint", rec.Name,
 			"config_version", c.ConfigVersion, "err", err)
+	}
+	if err != nil {
 		return nil
 	}
 	return cc
