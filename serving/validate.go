@@ -46,8 +46,7 @@ func (p problems) err() error {
 
 // invalid is a 400 INVALID_PARAMETER_VALUE.
 func invalid(field, format string, a ...any) *apierr.Error {
-	e := apierr.BadRequest(field, apierr.DBInvalidParameterValue, format, a...)
-	return e
+	return apierr.BadRequest(field, apierr.DBInvalidParameterValue, format, a...)
 }
 
 func checkEndpointName(name string) error {
