@@ -71,6 +71,9 @@ func newUpstream(u config.Upstream, transport func(config.Upstream) (http.RoundT
 		if checker, err = resilience.NewChecker(u.BaseURL, u.HealthCheck, up.Transport); err != nil {
 			return nil, nil, nil, fmt.Errorf("upstream %s: %w", u.Name, err)
 		}
+		// A custom model server may still be starting: it is not ready
+		// (and its endpoints not READY) until its first check passes.
+		checker.StartUnhealthy = u.Type == config.TypeMLflow
 	}
 	cb := u.CircuitBreaker
 	if cb == nil {

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"sync"
 	"time"
@@ -28,10 +29,14 @@ type servingPlane struct {
 	mu      sync.Mutex
 	guards  map[*proxy.Upstream]proxy.Guard
 	checker map[*proxy.Upstream]*resilience.Checker
+	// built are the external models' upstreams by their settings, so a
+	// recompiled endpoint keeps its upstreams (connections, breakers).
+	built map[string]*proxy.Upstream
 }
 
 func (s *Server) newServingPlane(cfg *config.Config, catalog *pricing.Catalog, static []*proxy.Endpoint) *servingPlane {
-	sp := &servingPlane{s: s, static: static, guards: map[*proxy.Upstream]proxy.Guard{}, checker: map[*proxy.Upstream]*resilience.Checker{}}
+	sp := &servingPlane{s: s, static: static, guards: map[*proxy.Upstream]proxy.Guard{}, checker: map[*proxy.Upstream]*resilience.Checker{},
+		built: map[string]*proxy.Upstream{}}
 	set := s.upstreams
 	for name, up := range set.ups {
 		sp.guards[up] = set.guards[name]
@@ -47,16 +52,20 @@ func (s *Server) newServingPlane(cfg *config.Config, catalog *pricing.Catalog, s
 				if u.Timeout == 0 {
 					u.Timeout = config.Duration(config.DefaultUpstreamTimeout)
 				}
+				key := fmt.Sprintf("%#v", u)
+				sp.mu.Lock()
+				defer sp.mu.Unlock()
+				if up, ok := sp.built[key]; ok {
+					return up, nil
+				}
 				up, g, c, err := newUpstream(u, s.net.transport)
 				if err != nil {
 					return nil, err
 				}
-				sp.mu.Lock()
-				sp.guards[up] = g
+				sp.built[key], sp.guards[up] = up, g
 				if c != nil {
 					sp.checker[up] = c
 				}
-				sp.mu.Unlock()
 				return up, nil
 			},
 			Guard: func(up *proxy.Upstream) proxy.Guard {
@@ -94,6 +103,23 @@ func (sp *servingPlane) apply(api []*proxy.Endpoint) {
 		eps = append(eps, e)
 	}
 	sp.s.proxy.SetEndpoints(eps)
+
+	// Forget the external upstreams no endpoint uses any more.
+	live := map[*proxy.Upstream]bool{}
+	for _, e := range api {
+		for _, t := range e.Targets {
+			live[t.Upstream] = true
+		}
+	}
+	sp.mu.Lock()
+	for key, up := range sp.built {
+		if !live[up] {
+			delete(sp.built, key)
+			delete(sp.guards, up)
+			delete(sp.checker, up)
+		}
+	}
+	sp.mu.Unlock()
 }
 
 // authn authenticates control-plane calls with Sluice keys.
