@@ -505,3 +505,72 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestDatabricksAIGatewayInferenceTable turns on an endpoint's inference
+// table and PII masking: payloads are logged (streamed and not) with the
+// email masked, and the provider never sees it.
+func TestDatabricksAIGatewayInferenceTable(t *testing.T) {
+	e := newDbxEnv(t)
+	ctx := context.Background()
+	admin := e.workspace(t, e.Admin)
+	ep, err := admin.ServingEndpoints.CreateAndWait(ctx, dbxserving.CreateServingEndpoint{
+		Name: "logged",
+		Config: &dbxserving.EndpointCoreConfigInput{ServedEntities: []dbxserving.ServedEntityInput{{
+			Name: "gpt-mini",
+			ExternalModel: &dbxserving.ExternalModel{Name: "gpt-4o-mini", Provider: "openai", Task: "llm/v1/chat",
+				OpenaiConfig: &dbxserving.OpenAiConfig{OpenaiApiKey: "{{secrets/llm/provider-key}}", OpenaiApiBase: e.LLM.URL + "/v1"}},
+		}}},
+		AiGateway: &dbxserving.AiGatewayConfig{
+			InferenceTableConfig: &dbxserving.AiGatewayInferenceTableConfig{Enabled: true, CatalogName: "main", SchemaName: "ml", TableNamePrefix: "logged"},
+			Guardrails:           &dbxserving.AiGatewayGuardrails{Input: &dbxserving.AiGatewayGuardrailParameters{Pii: &dbxserving.AiGatewayGuardrailPiiBehavior{Behavior: "MASK"}}},
+			UsageTrackingConfig:  &dbxserving.AiGatewayUsageTrackingConfig{Enabled: true},
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.ServingEndpoints.SetPermissions(ctx, dbxserving.ServingEndpointPermissionsRequest{ServingEndpointId: ep.Id,
+		AccessControlList: []dbxserving.ServingEndpointAccessControlRequest{{GroupName: "analytics", PermissionLevel: "CAN_QUERY"}}}); err != nil {
+		t.Fatal(err)
+	}
+	analyst := e.workspace(t, e.Analyst)
+	const email = "jane.doe@example.com"
+	if _, err := analyst.ServingEndpoints.Query(ctx, dbxserving.QueryEndpointInput{Name: "logged",
+		Messages: []dbxserving.ChatMessage{{Role: "user", Content: "write to " + email}}, ClientRequestId: "r-1"}); err != nil {
+		t.Fatal(err)
+	}
+	// Streamed through the invocations path.
+	req, _ := http.NewRequest("POST", e.URL+"/serving-endpoints/logged/invocations",
+		strings.NewReader(`{"messages":[{"role":"user","content":"mail `+email+`"}],"stream":true,"client_request_id":"r-2"}`))
+	req.Header.Set("Authorization", "Bearer "+e.Analyst)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") || !strings.Contains(string(body), "data: [DONE]") {
+		t.Fatalf("stream: %d %s", resp.StatusCode, body)
+	}
+	for _, c := range e.LLM.Calls() {
+		if strings.Contains(string(c.Body), email) {
+			t.Fatalf("the provider saw the email: %s", c.Body)
+		}
+	}
+	var rows []sluice.InferenceLogRecord
+	waitFor(t, func() bool {
+		rows, err = e.srv.Store().InferenceLog(ctx, "logged", time.Time{}, time.Time{}, 10)
+		return err == nil && len(rows) == 2
+	})
+	ids := map[string]bool{}
+	for _, r := range rows {
+		ids[r.ClientRequestID] = true
+		if r.StatusCode != 200 || r.ServedEntity != "gpt-mini" || r.Request == "" || r.Response == "" || r.SamplingFraction != 1 ||
+			!strings.HasPrefix(r.Requester, e.AnalystID) || strings.Contains(r.Request, email) {
+			t.Errorf("row %+v", r)
+		}
+	}
+	if !ids["r-1"] || !ids["r-2"] {
+		t.Errorf("rows %v", ids)
+	}
+}
