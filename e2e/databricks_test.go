@@ -573,4 +573,22 @@ func TestDatabricksAIGatewayInferenceTable(t *testing.T) {
 	if !ids["r-1"] || !ids["r-2"] {
 		t.Errorf("rows %v", ids)
 	}
+	// The admin API shows the same rows.
+	areq, _ := http.NewRequest("GET", e.URL+"/admin/v1/inference-log?endpoint=logged", nil)
+	areq.Header.Set("Authorization", "Bearer "+e.Admin)
+	aresp, err := http.DefaultClient.Do(areq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var listed struct {
+		Rows []struct {
+			RequestID string `json:"databricks_request_id"`
+			Request   string `json:"request"`
+		} `json:"rows"`
+	}
+	json.NewDecoder(aresp.Body).Decode(&listed)
+	aresp.Body.Close()
+	if aresp.StatusCode != 200 || len(listed.Rows) != 2 || listed.Rows[0].RequestID == "" || strings.Contains(listed.Rows[0].Request, email) {
+		t.Fatalf("admin inference log: %d %+v", aresp.StatusCode, listed)
+	}
 }
