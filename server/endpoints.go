@@ -28,7 +28,7 @@ type upstreamSet struct {
 
 // newUpstream builds one upstream, its guard and its health checker (nil
 // when it has no health check).
-func newUpstream(u config.Upstream, transport func(config.Upstream) (http.RoundTripper, error)) (*proxy.Upstream, proxy.Guard, *resilience.Checker, error) {
+func newUpstream(u config.Upstream, transport func(config.Upstream) (http.RoundTripper, error), onState func(upstream, kind, state string)) (*proxy.Upstream, proxy.Guard, *resilience.Checker, error) {
 	up := &proxy.Upstream{Name: u.Name, Provider: u.Provider, Timeout: u.Timeout.D()}
 	var err error
 	switch u.Type {
@@ -74,19 +74,26 @@ func newUpstream(u config.Upstream, transport func(config.Upstream) (http.RoundT
 		// A custom model server may still be starting: it is not ready
 		// (and its endpoints not READY) until its first check passes.
 		checker.StartUnhealthy = u.Type == config.TypeMLflow
+		if onState != nil {
+			checker.OnChange = func(status string) { onState(u.Name, "health", status) }
+		}
 	}
 	cb := u.CircuitBreaker
 	if cb == nil {
 		cb = &config.CircuitBreaker{Failures: 5, Cooldown: config.Duration(30 * time.Second)}
 	}
-	return up, resilience.NewGuard(resilience.NewBreaker(cb), checker), checker, nil
+	b := resilience.NewBreaker(cb)
+	if onState != nil {
+		b.OnChange = func(state string) { onState(u.Name, "breaker", state) }
+	}
+	return up, resilience.NewGuard(b, checker), checker, nil
 }
 
 // buildUpstreams builds the configured upstreams.
-func buildUpstreams(cfg *config.Config, transport func(config.Upstream) (http.RoundTripper, error)) (*upstreamSet, error) {
+func buildUpstreams(cfg *config.Config, transport func(config.Upstream) (http.RoundTripper, error), onState func(upstream, kind, state string)) (*upstreamSet, error) {
 	set := &upstreamSet{ups: map[string]*proxy.Upstream{}, guards: map[string]proxy.Guard{}, checkers: map[string]*resilience.Checker{}}
 	for _, u := range cfg.Upstreams {
-		up, g, c, err := newUpstream(u, transport)
+		up, g, c, err := newUpstream(u, transport, onState)
 		if err != nil {
 			return nil, err
 		}
@@ -194,7 +201,8 @@ type capacities struct {
 }
 
 type capacityGate struct {
-	gate   *capacity.Gate
+	endpoint, name string
+	gate           *capacity.Gate
 	entity capacity.Entity
 	priced bool
 }
@@ -213,7 +221,7 @@ func (s *Server) gate(endpoint, entity string, c config.Capacity) proxy.Gate {
 	if g, ok := caps.gates[key]; ok {
 		return g.gate
 	}
-	g := &capacityGate{gate: capacity.NewGate(l, nil)}
+	g := &capacityGate{endpoint: endpoint, name: entity, gate: capacity.NewGate(l, nil)}
 	e, priced, err := capacity.EntityFor(endpoint, entity, &c, "", caps.now())
 	if err != nil {
 		s.log.Warn("capacity price not understood; its hours are not charged", "endpoint", endpoint, "entity", entity, "err", err)

@@ -50,6 +50,7 @@ type Server struct {
 	upstreams  *upstreamSet
 	caps       *capacities
 	serving    *servingPlane
+	smetrics   *servingMetrics
 	now        func() time.Time
 
 	draining atomic.Bool
@@ -120,7 +121,8 @@ func (s *Server) build(ctx context.Context, o Options) error {
 	}
 	s.now = o.Now
 	s.caps = &capacities{gates: map[string]*capacityGate{}, now: o.Now}
-	s.upstreams, err = buildUpstreams(cfg, s.net.transport)
+	s.registerServingMetrics()
+	s.upstreams, err = buildUpstreams(cfg, s.net.transport, s.upstreamState)
 	if err != nil {
 		s.ledger.Close(ctx)
 		return err

@@ -3,6 +3,8 @@ package server
 import (
 	"context"
 	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
 	"net/http"
 	"sync"
 	"time"
@@ -58,7 +60,7 @@ func (s *Server) newServingPlane(cfg *config.Config, catalog *pricing.Catalog, s
 				if up, ok := sp.built[key]; ok {
 					return up, nil
 				}
-				up, g, c, err := newUpstream(u, s.net.transport)
+				up, g, c, err := newUpstream(u, s.net.transport, s.upstreamState)
 				if err != nil {
 					return nil, err
 				}
@@ -153,6 +155,12 @@ func (s *Server) aiGateway() (*aigateway.Guardrails, func(*proxy.Endpoint, []byt
 		return out, nil
 	}
 	il := aigateway.NewInferenceLogger(s.store, aigateway.LoggerOptions{Classifier: s.net.classifier, Logger: s.log})
+	s.reg.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sluice_inference_log_dropped_total",
+			Help: "Inference-table rows dropped because the write queue was full."}, func() float64 { return float64(il.Dropped()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sluice_inference_log_failed_total",
+			Help: "Inference-table rows the store refused after retries."}, func() float64 { return float64(il.Failed()) }),
+	)
 	s.background = append(s.background, func(ctx context.Context) {
 		if err := il.Run(ctx); err != nil && ctx.Err() == nil {
 			s.log.Error("inference log writer stopped", "err", err)
