@@ -3,11 +3,11 @@ package server
 import (
 	"context"
 	"fmt"
-
-	"github.com/prometheus/client_golang/prometheus"
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluice-gateway/sluice"
 	"github.com/sluice-gateway/sluice/aigateway"
