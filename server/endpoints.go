@@ -203,8 +203,8 @@ type capacities struct {
 type capacityGate struct {
 	endpoint, name string
 	gate           *capacity.Gate
-	entity capacity.Entity
-	priced bool
+	entity         capacity.Entity
+	priced         bool
 }
 
 // gate returns the capacity gate for a served entity with declared
