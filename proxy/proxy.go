@@ -52,7 +52,7 @@ type Upstream struct {
 	// (MLflow /invocations): no model member is added, no stream options.
 	Passthrough bool
 	Adapter     provider.Adapter
-	Transport http.RoundTripper
+	Transport   http.RoundTripper
 	// Timeout bounds the wait for the upstream's response headers.
 	Timeout time.Duration
 }
