@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -42,13 +43,19 @@ type dbxEnv struct {
 	mu       sync.Mutex
 	mlflowIn []string // bodies the MLflow server received
 	ids      *idRecorder
+	// mlflowUp is whether the MLflow server's health check passes.
+	mlflowUp atomic.Bool
 }
 
 const llmSecret = "sk-provider-secret-123"
 
-func newDbxEnv(t *testing.T) *dbxEnv {
+func newDbxEnv(t *testing.T, opts ...func(*dbxEnv)) *dbxEnv {
 	t.Helper()
 	e := &dbxEnv{ids: &idRecorder{}}
+	e.mlflowUp.Store(true)
+	for _, o := range opts {
+		o(e)
+	}
 	// The provider checks it gets the secret the endpoint references.
 	sim := simulator.New(simulator.Options{OutputTokens: 8})
 	e.LLM = newUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -62,6 +69,10 @@ func newDbxEnv(t *testing.T) *dbxEnv {
 	mlflow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/ping", "/health":
+			if !e.mlflowUp.Load() {
+				w.WriteHeader(503) // still loading the model
+				return
+			}
 			w.WriteHeader(200)
 			return
 		case "/invocations":
@@ -590,5 +601,50 @@ func TestDatabricksAIGatewayInferenceTable(t *testing.T) {
 	aresp.Body.Close()
 	if aresp.StatusCode != 200 || len(listed.Rows) != 2 || listed.Rows[0].RequestID == "" || strings.Contains(listed.Rows[0].Request, email) {
 		t.Fatalf("admin inference log: %d %+v", aresp.StatusCode, listed)
+	}
+}
+
+// TestDatabricksEndpointStateFollowsBackend creates a custom-model endpoint
+// in front of a model server that is still starting: it is not ready (and
+// not served) until the server's health check passes, then it is.
+func TestDatabricksEndpointStateFollowsBackend(t *testing.T) {
+	e := newDbxEnv(t, func(e *dbxEnv) { e.mlflowUp.Store(false) })
+	ctx := context.Background()
+	admin := e.workspace(t, e.Admin)
+	wait, err := admin.ServingEndpoints.Create(ctx, dbxserving.CreateServingEndpoint{Name: "fraud",
+		Config: &dbxserving.EndpointCoreConfigInput{ServedEntities: []dbxserving.ServedEntityInput{{
+			EntityName: "fraud-model", EntityVersion: "3", WorkloadSize: "Small"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = wait // the SDK's waiter would block until READY
+	// Several health-check intervals pass; the server is still loading.
+	for range 5 {
+		got, err := admin.ServingEndpoints.GetByName(ctx, "fraud")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.State.Ready != dbxserving.EndpointStateReadyNotReady || got.State.ConfigUpdate != dbxserving.EndpointStateConfigUpdateInProgress {
+			t.Fatalf("state while the backend starts: %+v", got.State)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	query := func() (*dbxserving.QueryEndpointResponse, error) {
+		return admin.ServingEndpoints.Query(ctx, dbxserving.QueryEndpointInput{Name: "fraud",
+			DataframeSplit: &dbxserving.DataframeSplitInput{Columns: []any{"amount"}, Data: []any{[]any{50}}}})
+	}
+	if _, err := query(); err == nil {
+		t.Fatal("an endpoint whose backend is not ready answered")
+	}
+	e.mlflowUp.Store(true)
+	got, err := admin.ServingEndpoints.WaitGetServingEndpointNotUpdating(ctx, "fraud", 20*time.Second, nil)
+	if err != nil {
+		t.Fatalf("not ready after the backend started: %v", err)
+	}
+	if got.State.Ready != dbxserving.EndpointStateReadyReady {
+		t.Fatalf("state %+v", got.State)
+	}
+	if pred, err := query(); err != nil || len(pred.Predictions) != 1 || pred.Predictions[0] != 0.5 {
+		t.Fatalf("query once ready: %+v %v", pred, err)
 	}
 }
