@@ -1,6 +1,7 @@
 // Package postgres keeps Sluice's keys, teams and usage ledger in
 // PostgreSQL, with a daily rollup of the ledger that reports read for
-// whole days.
+// whole days, and the serving endpoints created through the control plane
+// with their hourly capacity charges and inference log.
 //
 // It is the store for more than one gateway replica: every replica writes
 // its usage records to the same tables, and inserts are idempotent on the

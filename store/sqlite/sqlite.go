@@ -1,5 +1,7 @@
 // Package sqlite keeps Sluice's keys, teams and usage ledger in a SQLite
-// file, with a daily rollup of the ledger that reports read for whole days.
+// file, with a daily rollup of the ledger that reports read for whole days,
+// and the serving endpoints created through the control plane with their
+// hourly capacity charges and inference log.
 //
 // It is the single-node store: one file, opened by the gateway and, at the
 // same time, by the sluice CLI for key management. The database runs in WAL
