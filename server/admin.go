@@ -17,34 +17,36 @@ import (
 // JSON or an error to render.
 type adminHandler func(r *http.Request, k *sluice.Key) (status int, body any, err error)
 
-// admin wraps h with admin-key authentication and JSON rendering.
+// adminKey authenticates an admin call, answering it itself (401, 403)
+// when the key is missing, unknown or not an admin's.
+func (s *Server) adminKey(w http.ResponseWriter, r *http.Request) (*sluice.Key, bool) {
+	secret := auth.FromRequest(r)
+	k, err := s.auth.Authenticate(r.Context(), secret)
+	if secret == "" || err != nil {
+		apierr.WriteOpenAI(w, apierr.Unauthorized())
+		return nil, false
+	}
+	if !k.Admin {
+		apierr.WriteOpenAI(w, apierr.Forbidden("admin_required", "The admin API needs an admin key."))
+		return nil, false
+	}
+	return k, true
+}
+
 // adminHTTP guards a plain handler with admin-key authentication.
 func (s *Server) adminHTTP(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		secret := auth.FromRequest(r)
-		k, err := s.auth.Authenticate(r.Context(), secret)
-		if secret == "" || err != nil {
-			apierr.WriteOpenAI(w, apierr.Unauthorized())
-			return
+		if _, ok := s.adminKey(w, r); ok {
+			h.ServeHTTP(w, r)
 		}
-		if !k.Admin {
-			apierr.WriteOpenAI(w, apierr.Forbidden("admin_required", "The admin API needs an admin key."))
-			return
-		}
-		h.ServeHTTP(w, r)
 	})
 }
 
+// admin wraps h with admin-key authentication and JSON rendering.
 func (s *Server) admin(h adminHandler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		secret := auth.FromRequest(r)
-		k, err := s.auth.Authenticate(r.Context(), secret)
-		if secret == "" || err != nil {
-			apierr.WriteOpenAI(w, apierr.Unauthorized())
-			return
-		}
-		if !k.Admin {
-			apierr.WriteOpenAI(w, apierr.Forbidden("admin_required", "The admin API needs an admin key."))
+		k, ok := s.adminKey(w, r)
+		if !ok {
 			return
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
