@@ -348,7 +348,8 @@ func TestDatabricksPaths(t *testing.T) {
 	if resp.StatusCode != 200 || !strings.Contains(body, `"predictions":[0.25]`) || !strings.Contains(body, `"echo":{"dataframe_split"`) {
 		t.Fatalf("%d %s", resp.StatusCode, body)
 	}
-	if rec := l.last(t); rec.API != sluice.APIInvocations || rec.ServedEntity != "fraud-3" || rec.ClientRequestID != "z" {
+	if rec := l.last(t); rec.API != sluice.APIInvocations || rec.ServedEntity != "fraud-3" || rec.ClientRequestID != "z" ||
+		rec.TotalTokens != 0 || rec.UsageSource != sluice.UsageNone || rec.Status != 200 {
 		t.Fatalf("record %+v", rec)
 	}
 

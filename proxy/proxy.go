@@ -642,9 +642,14 @@ func (c *call) relayBody(ctx context.Context, resp *http.Response) error {
 	}
 	u, model, ok := usage.FromBody(body)
 	c.rec.UpstreamModel = model
-	if ok {
+	switch {
+	case ok:
 		c.setUsage(u, sluice.UsageUpstream)
-	} else {
+	case c.api == sluice.APIInvocations:
+		// A custom model's own payload (a dataframe, tensors) has no
+		// tokens; its cost is its capacity's.
+		c.setUsage(usage.Usage{}, sluice.UsageNone)
+	default:
 		c.estimate(usage.AppendText(nil, body))
 	}
 	if c.p.o.Output != nil {
