@@ -86,6 +86,12 @@ var defaultClassifier = sync.OnceValue(func() *classify.Classifier {
 // the call; with MASK the detected values are replaced in a.Body by typed
 // placeholders such as [EMAIL_1] and MaskedHeader says what was masked.
 func (g *Guardrails) Admit(_ context.Context, a *proxy.Admission) (func(*sluice.UsageRecord), error) {
+	if a.Stream && NeedsOutput(a.Endpoint.Gateway) {
+		// A streamed answer cannot be filtered before it is sent: refuse
+		// rather than let an answer through unchecked.
+		return nil, apierr.BadRequest("stream", "unsupported_parameter",
+			"The endpoint '%s' checks its answers with output guardrails, which streamed answers cannot pass; send the request without stream.", a.Endpoint.Name)
+	}
 	p := params(a.Endpoint.Gateway, false)
 	if p == nil {
 		return nil, nil
@@ -120,9 +126,9 @@ func NeedsOutput(gw *sluice.AIGateway) bool {
 // *apierr.Error to send instead when a guardrail blocks the response.
 // Bodies that are not JSON are scanned and masked as text.
 //
-// Streamed responses are not output-filtered: an event is sent as soon as
-// it arrives, and a value can be split across events. Endpoints that must
-// never stream unfiltered output should refuse streams (see NeedsOutput).
+// Streamed responses cannot be output-filtered (an event is sent as soon
+// as it arrives, and a value can be split across events), so Admit refuses
+// streamed calls to endpoints with output guardrails.
 func (g *Guardrails) FilterOutput(gw *sluice.AIGateway, body []byte) ([]byte, bool, error) {
 	p := params(gw, true)
 	if p == nil || len(body) == 0 {

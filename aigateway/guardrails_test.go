@@ -203,3 +203,27 @@ func TestFilterOutput(t *testing.T) {
 		t.Errorf("clean response: %s changed=%v err=%v", out, changed, err)
 	}
 }
+
+func TestOutputGuardrailsRefuseStreams(t *testing.T) {
+	g := aigateway.NewGuardrails(nil)
+	for _, b := range []string{aigateway.Mask, aigateway.Block} {
+		a := admission(output(b), `{"model":"chat","stream":true,"messages":[{"role":"user","content":"hi"}]}`)
+		a.Stream = true
+		_, err := g.Admit(context.Background(), a)
+		var ae *apierr.Error
+		if !errors.As(err, &ae) || ae.Status != 400 || ae.Param != "stream" {
+			t.Fatalf("%s: streamed call admitted: %v", b, err)
+		}
+		a.Stream = false
+		a.Body = []byte(`{"model":"chat","messages":[{"role":"user","content":"hi"}]}`)
+		if _, err := g.Admit(context.Background(), a); err != nil {
+			t.Fatalf("%s: unstreamed call refused: %v", b, err)
+		}
+	}
+	// Output guardrails set to NONE filter nothing, so streams pass.
+	a := admission(output(aigateway.None), `{"model":"chat","stream":true,"messages":[]}`)
+	a.Stream = true
+	if _, err := g.Admit(context.Background(), a); err != nil {
+		t.Fatalf("NONE: %v", err)
+	}
+}
