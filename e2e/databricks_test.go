@@ -305,6 +305,21 @@ func TestDatabricksSDK(t *testing.T) {
 		t.Fatalf("record %+v", last)
 	}
 
+	// The admin API shows the record, attempts and tracking fields included.
+	areq, _ := http.NewRequest("GET", e.URL+"/admin/v1/requests/"+last.RequestID, nil)
+	areq.Header.Set("Authorization", "Bearer "+e.Admin)
+	aresp, err := http.DefaultClient.Do(areq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var shown map[string]any
+	json.NewDecoder(aresp.Body).Decode(&shown)
+	aresp.Body.Close()
+	if aresp.StatusCode != 200 || shown["served_entity"] != "gpt-mini" || shown["attempts"] != 1.0 || shown["attempt_log"] != "gpt-mini:200" ||
+		shown["client_request_id"] != "batch-7-row-12" || fmt.Sprint(shown["usage_context"]) != "map[project:churn]" {
+		t.Fatalf("admin record: %d %v", aresp.StatusCode, shown)
+	}
+
 	// Update the config: a second served entity with a traffic split.
 	upd, err := admin.ServingEndpoints.UpdateConfigAndWait(ctx, dbxserving.EndpointCoreConfigInput{Name: "team-chat",
 		ServedEntities: []dbxserving.ServedEntityInput{

@@ -59,6 +59,7 @@ func (s *Server) routes() http.Handler {
 	capReport := capacity.Handler(s.store, s.now)
 	mux.Handle("GET /admin/v1/capacity", s.adminHTTP(capReport))
 	mux.Handle("GET /admin/v1/inference-log", s.admin(s.adminInferenceLog))
+	mux.Handle("GET /admin/v1/requests/{id}", s.admin(s.adminRequest))
 
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{Registry: s.reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
