@@ -447,6 +447,12 @@ func TestOpenAISDKServingPaths(t *testing.T) {
 	if err != nil || len(c.Choices) == 0 {
 		t.Fatalf("azure chat: %+v %v", c, err)
 	}
+	// Azure's v1 API: the model in the body.
+	v1 := openai.NewClient(option.WithBaseURL(e.URL+"/openai/v1"), option.WithAPIKey(e.Analyst), option.WithMaxRetries(0), option.WithHTTPClient(httpc))
+	if _, err := v1.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{Model: "chat",
+		Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("hello v1")}}); err != nil {
+		t.Fatalf("azure v1 chat: %v", err)
+	}
 	// An unknown deployment is a 404 in OpenAI's shape.
 	_, err = az.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{Model: "nope",
 		Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("x")}})
@@ -458,7 +464,7 @@ func TestOpenAISDKServingPaths(t *testing.T) {
 	// (The Azure client bypasses custom transports on loopback, so its
 	// request id is not seen; the report counts it.)
 	recs := usageRecords(t, e.srv, e.ids, "chat")
-	if len(recs) != 2 {
+	if len(recs) != 3 {
 		t.Fatalf("records: %d", len(recs))
 	}
 	rows, err := e.srv.Store().UsageReport(ctx, sluice.UsageQuery{GroupBy: []sluice.UsageGroup{sluice.GroupEndpoint}})
@@ -469,7 +475,7 @@ func TestOpenAISDKServingPaths(t *testing.T) {
 	for _, r := range rows {
 		byEP[r.Keys[0]] = r.Requests
 	}
-	if byEP["chat"] != 3 || byEP["llama-pt"] != 1 || byEP["nope"] != 1 {
+	if byEP["chat"] != 4 || byEP["llama-pt"] != 1 || byEP["nope"] != 1 {
 		t.Fatalf("requests by endpoint: %v", byEP)
 	}
 	for _, r := range recs {
