@@ -4,11 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"slices"
-	"strconv"
-	"strings"
 
 	"github.com/sluice-gateway/sluice/classify"
 )
@@ -46,10 +43,6 @@ var (
 // segment is one JSON string of a body whose value is part of the text:
 // body[rawStart:rawEnd] is the string token, quotes included, and
 // text[start:end] its decoded value.
-type segment struct {
-	rawStart, rawEnd int
-	start, end       int
-}
 
 // doc is a body and its text: the wanted strings joined by '\n' (by
 // nothing between a stream's events, so that a value split across deltas
@@ -57,7 +50,7 @@ type segment struct {
 type doc struct {
 	body  []byte
 	text  []byte
-	segs  []segment
+	segs  []classify.Segment
 	plain bool // not JSON of the expected shape: text is the whole body
 }
 
@@ -182,7 +175,7 @@ func (d *doc) add(body []byte, off int, dec *json.Decoder, v string, first bool)
 	q := off + bytes.IndexByte(body[off:], '"')
 	start := len(d.text)
 	d.text = append(d.text, v...)
-	d.segs = append(d.segs, segment{rawStart: q, rawEnd: int(dec.InputOffset()), start: start, end: len(d.text)})
+	d.segs = append(d.segs, classify.Segment{RawStart: q, RawEnd: int(dec.InputOffset()), Start: start, End: len(d.text)})
 }
 
 // mask returns the body with each finding, a span of d.text, replaced by a
@@ -193,96 +186,22 @@ func (d *doc) add(body []byte, off int, dec *json.Decoder, v string, first bool)
 // is replaced in the first and removed from the others. A plain doc is
 // masked as text with classify.Mask.
 func (d *doc) mask(findings []classify.Finding) ([]byte, string, error) {
-	fs := make([]classify.Finding, 0, len(findings))
-	for _, f := range findings {
-		if f.Start >= 0 && f.End <= len(d.text) && f.Start < f.End {
-			fs = append(fs, f)
+	if d.plain {
+		fs := make([]classify.Finding, 0, len(findings))
+		for _, f := range findings {
+			if f.Start >= 0 && f.End <= len(d.text) && f.Start < f.End {
+				fs = append(fs, f)
+			}
 		}
+		if len(fs) == 0 {
+			return d.body, "", nil
+		}
+		return classify.Mask(d.body, fs), classify.CountSpans(fs), nil
 	}
-	if len(fs) == 0 {
+	if len(findings) == 0 {
 		return d.body, "", nil
 	}
-	counts := countSpans(fs)
-	if d.plain {
-		return classify.Mask(d.body, fs), counts, nil
-	}
-	slices.SortFunc(fs, func(a, b classify.Finding) int { return a.Start - b.Start })
-	merged := fs[:0]
-	for _, f := range fs {
-		if n := len(merged); n > 0 && f.Start < merged[n-1].End {
-			merged[n-1].End = max(merged[n-1].End, f.End)
-			continue
-		}
-		merged = append(merged, f)
-	}
-	fs = merged
-
-	type valueKey struct{ detector, value string }
-	numbers := map[valueKey]int{}
-	next := map[string]int{}
-	placeholders := make([]string, len(fs))
-	for i, f := range fs {
-		k := valueKey{f.Detector, string(d.text[f.Start:f.End])}
-		n, ok := numbers[k]
-		if !ok {
-			next[f.Detector]++
-			n = next[f.Detector]
-			numbers[k] = n
-		}
-		placeholders[i] = "[" + label(f.Detector) + "_" + strconv.Itoa(n) + "]"
-	}
-
-	out := make([]byte, 0, len(d.body)+len(fs)*8)
-	var enc bytes.Buffer
-	je := json.NewEncoder(&enc)
-	je.SetEscapeHTML(false)
-	placed := make([]bool, len(fs))
-	prev, fi := 0, 0
-	var value []byte
-	for _, s := range d.segs {
-		for fi < len(fs) && fs[fi].End <= s.start {
-			fi++
-		}
-		if fi == len(fs) || fs[fi].Start >= s.end {
-			continue // nothing to mask here: keep the original bytes
-		}
-		value = value[:0]
-		cur := s.start
-		for j := fi; j < len(fs) && fs[j].Start < s.end; j++ {
-			from, to := max(fs[j].Start, s.start), min(fs[j].End, s.end)
-			value = append(value, d.text[cur:from]...)
-			if !placed[j] {
-				value = append(value, placeholders[j]...)
-				placed[j] = true
-			}
-			cur = to
-		}
-		value = append(value, d.text[cur:s.end]...)
-		enc.Reset()
-		if err := je.Encode(string(value)); err != nil {
-			return nil, "", fmt.Errorf("aigateway: encoding a masked string: %w", err)
-		}
-		out = append(out, d.body[prev:s.rawStart]...)
-		out = append(out, bytes.TrimSuffix(enc.Bytes(), []byte("\n"))...)
-		prev = s.rawEnd
-	}
-	return append(out, d.body[prev:]...), counts, nil
-}
-
-// countSpans is "card=1,email=2": findings per detector, by name.
-func countSpans(fs []classify.Finding) string {
-	spans := map[string]int{}
-	for _, f := range fs {
-		spans[f.Detector]++
-	}
-	var sb strings.Builder
-	for i, name := range sortedKeys(spans) {
-		if i > 0 {
-			sb.WriteByte(',')
-		}
-		sb.WriteString(name + "=" + strconv.Itoa(spans[name]))
-	}
-	return sb.String()
+	return classify.MaskSegments(d.body, d.text, d.segs, findings)
 }
 
 // detectors lists the detectors of fs, sorted, once each.
@@ -301,25 +220,6 @@ func sortedKeys(m map[string]int) []string {
 	}
 	slices.Sort(out)
 	return out
-}
-
-// label is a detector name in upper case with anything but letters and
-// digits turned into '_', as classify.Mask writes it.
-func label(detector string) string {
-	if detector == "" {
-		return "REDACTED"
-	}
-	b := []byte(detector)
-	for i, c := range b {
-		switch {
-		case c >= 'a' && c <= 'z':
-			b[i] = c - 'a' + 'A'
-		case c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		default:
-			b[i] = '_'
-		}
-	}
-	return string(b)
 }
 
 // maskText classifies a body of shape sh and masks what it finds; it

@@ -6,9 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"slices"
-	"strconv"
-	"strings"
 
 	"github.com/sluice-gateway/sluice/classify"
 )
@@ -20,10 +17,6 @@ var errTextMismatch = errors.New("route: request text does not match classify.Ex
 // segment is one JSON string of the body whose decoded value is part of
 // the extracted text: body[rawStart:rawEnd] is the string token, quotes
 // included, and text[start:end] its value.
-type segment struct {
-	rawStart, rawEnd int
-	start, end       int
-}
 
 // These mirror classify.ExtractText's path rule; segments checks the text
 // it collects against ExtractText's, byte for byte, so a change there
@@ -40,10 +33,10 @@ type frame struct {
 
 // segments walks body as classify.ExtractText does and returns where each
 // piece of text came from. text must be ExtractText(body).
-func segments(body, text []byte) ([]segment, error) {
+func segments(body, text []byte) ([]classify.Segment, error) {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	var (
-		segs  []segment
+		segs  []classify.Segment
 		stack []frame
 		pos   int // bytes of text accounted for
 	)
@@ -119,7 +112,7 @@ func segments(body, text []byte) ([]segment, error) {
 			if q < 0 {
 				return nil, errTextMismatch
 			}
-			segs = append(segs, segment{rawStart: off + q, rawEnd: int(dec.InputOffset()), start: pos, end: pos + len(v)})
+			segs = append(segs, classify.Segment{RawStart: off + q, RawEnd: int(dec.InputOffset()), Start: pos, End: pos + len(v)})
 			pos += len(v)
 		}
 	}
@@ -136,108 +129,5 @@ func maskBody(body, text []byte, findings []classify.Finding) ([]byte, string, e
 	if err != nil {
 		return nil, "", err
 	}
-	fs := make([]classify.Finding, 0, len(findings))
-	for _, f := range findings {
-		if f.Start >= 0 && f.End <= len(text) && f.Start < f.End {
-			fs = append(fs, f)
-		}
-	}
-	slices.SortFunc(fs, func(a, b classify.Finding) int { return a.Start - b.Start })
-	// Overlapping findings (Classify merges them, so only from other
-	// callers) are united under the first one's name.
-	merged := fs[:0]
-	for _, f := range fs {
-		if n := len(merged); n > 0 && f.Start < merged[n-1].End {
-			merged[n-1].End = max(merged[n-1].End, f.End)
-			continue
-		}
-		merged = append(merged, f)
-	}
-	fs = merged
-
-	type valueKey struct{ detector, value string }
-	numbers := map[valueKey]int{}
-	next := map[string]int{}
-	spans := map[string]int{}
-	placeholders := make([]string, len(fs))
-	for i, f := range fs {
-		k := valueKey{f.Detector, string(text[f.Start:f.End])}
-		n, ok := numbers[k]
-		if !ok {
-			next[f.Detector]++
-			n = next[f.Detector]
-			numbers[k] = n
-		}
-		spans[f.Detector]++
-		placeholders[i] = "[" + label(f.Detector) + "_" + strconv.Itoa(n) + "]"
-	}
-
-	out := make([]byte, 0, len(body)+len(fs)*8)
-	var enc bytes.Buffer
-	je := json.NewEncoder(&enc)
-	je.SetEscapeHTML(false)
-	placed := make([]bool, len(fs))
-	prevRaw, fi := 0, 0
-	var value []byte
-	for _, s := range segs {
-		for fi < len(fs) && fs[fi].End <= s.start {
-			fi++
-		}
-		if fi == len(fs) || fs[fi].Start >= s.end {
-			continue // nothing to mask here: keep the original bytes
-		}
-		value = value[:0]
-		cur := s.start
-		for j := fi; j < len(fs) && fs[j].Start < s.end; j++ {
-			from, to := max(fs[j].Start, s.start), min(fs[j].End, s.end)
-			value = append(value, text[cur:from]...)
-			if !placed[j] {
-				value = append(value, placeholders[j]...)
-				placed[j] = true
-			}
-			cur = to
-		}
-		value = append(value, text[cur:s.end]...)
-		enc.Reset()
-		if err := je.Encode(string(value)); err != nil {
-			return nil, "", fmt.Errorf("route: encoding a masked string: %w", err)
-		}
-		out = append(out, body[prevRaw:s.rawStart]...)
-		out = append(out, bytes.TrimSuffix(enc.Bytes(), []byte("\n"))...)
-		prevRaw = s.rawEnd
-	}
-	out = append(out, body[prevRaw:]...)
-
-	names := make([]string, 0, len(spans))
-	for d := range spans {
-		names = append(names, d)
-	}
-	slices.Sort(names)
-	var sb strings.Builder
-	for i, d := range names {
-		if i > 0 {
-			sb.WriteByte(',')
-		}
-		sb.WriteString(d + "=" + strconv.Itoa(spans[d]))
-	}
-	return out, sb.String(), nil
-}
-
-// label is a detector name in upper case with anything but letters and
-// digits turned into '_', as classify.Mask writes it.
-func label(detector string) string {
-	if detector == "" {
-		return "REDACTED"
-	}
-	b := []byte(detector)
-	for i, c := range b {
-		switch {
-		case c >= 'a' && c <= 'z':
-			b[i] = c - 'a' + 'A'
-		case c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		default:
-			b[i] = '_'
-		}
-	}
-	return string(b)
+	return classify.MaskSegments(body, text, segs, findings)
 }
