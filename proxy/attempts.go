@@ -92,27 +92,17 @@ func (c *call) forwardAll() error {
 		}
 		// Capacity first: a guard's half-open probe must not wait in a
 		// gate's queue.
-		var release func(int64)
+		var (
+			release func(int64)
+			err     error
+		)
 		if t.Gate != nil {
-			var err error
 			release, err = t.Gate.Acquire(c.r.Context(), c.adm.PromptTokens()+c.adm.WorstCaseOutput())
-			if err != nil {
-				if c.r.Context().Err() != nil {
-					return &apierr.Error{Status: 499, Msg: "client closed the request", Class: sluice.ErrClassClientDisconnect, Err: err}
-				}
-				c.tgt, c.logged = t, false
-				c.rec.Upstream, c.rec.ServedEntity = t.Upstream.Name, t.EntityName()
-				last = err
-				if !c.retryable(err) {
-					return err
-				}
-				e := apierr.As(err)
-				c.attempts = append(c.attempts, attemptEntry(t.EntityName(), e.Status, e.Class))
-				c.logged = true
-				continue
+			if err != nil && c.r.Context().Err() != nil {
+				return &apierr.Error{Status: 499, Msg: "client closed the request", Class: sluice.ErrClassClientDisconnect, Err: err}
 			}
 		}
-		if t.Guard != nil && !t.Guard.Allow() {
+		if err == nil && t.Guard != nil && !t.Guard.Allow() {
 			if release != nil {
 				release(0)
 			}
@@ -122,11 +112,12 @@ func (c *call) forwardAll() error {
 		}
 		c.tgt, c.logged = t, false
 		c.rec.Upstream, c.rec.ServedEntity = t.Upstream.Name, t.EntityName()
-		c.rec.Attempts++
-		c.w.Header().Set(ServedModelHeader, t.EntityName())
-		err := c.attempt(t, release)
-		if err == nil || c.committed || c.wroteHeader {
-			return err
+		if err == nil {
+			c.rec.Attempts++
+			c.w.Header().Set(ServedModelHeader, t.EntityName())
+			if err = c.attempt(t, release); err == nil || c.committed || c.wroteHeader {
+				return err
+			}
 		}
 		last = err
 		if !c.retryable(err) {
