@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -173,5 +174,33 @@ endpoints:
 	// The hour with the calls splits 36,000,001 as 2:1; the next is idle.
 	if sum != e.CostMicros || shares["a"] != 24_000_001 || shares["b"] != 12_000_000 || shares[""] != 36_000_001 {
 		t.Fatalf("shares %v (sum %d)", shares, sum)
+	}
+
+	// The admin API serves the same report to admin keys only.
+	adminSecret, adminKey, _ := auth.NewKey("ops", "ops", true, nil, time.Time{}, time.Now())
+	if err := s.Store().CreateKey(ctx, adminKey); err != nil {
+		t.Fatal(err)
+	}
+	day := now.Truncate(24 * time.Hour)
+	capURL := fmt.Sprintf("http://%s/admin/v1/capacity?from=%s&to=%s", ln.Addr(), day.Format("2006-01-02"), day.Add(48*time.Hour).Format("2006-01-02"))
+	for _, c := range []struct {
+		key  string
+		want int
+	}{{keys["a"], 403}, {adminSecret, 200}} {
+		req, _ := http.NewRequest("GET", capURL, nil)
+		req.Header.Set("Authorization", "Bearer "+c.key)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got capacity.ReportResult
+		json.NewDecoder(resp.Body).Decode(&got)
+		resp.Body.Close()
+		if resp.StatusCode != c.want {
+			t.Fatalf("admin capacity: %d, want %d", resp.StatusCode, c.want)
+		}
+		if c.want == 200 && (len(got.Entities) != 1 || got.Entities[0].CostMicros != 72_000_002 || got.TotalCostMicros != 72_000_002) {
+			t.Fatalf("admin capacity report %+v", got)
+		}
 	}
 }
